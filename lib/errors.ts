@@ -1,0 +1,26 @@
+/** Stable error codes of wan-video. Every failure a caller can cause carries one in `error.code`. */
+export type WanErrorCode =
+  | 'ERR_WAN_NO_LIBTORCH'
+  | 'ERR_WAN_NO_CUDA'
+  | 'ERR_WAN_NO_FFMPEG'
+  | 'ERR_WAN_BAD_CHECKPOINT'
+  | 'ERR_WAN_BAD_ARGUMENT'
+  | 'ERR_WAN_OOM'
+  | 'ERR_WAN_ABORTED'
+  | 'ERR_WAN_BUSY'
+  | 'ERR_WAN_DISPOSED'
+  | 'ERR_WAN_INTERNAL';
+
+export class WanError extends Error {
+  readonly code: WanErrorCode;
+  constructor(code: WanErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WanError';
+    this.code = code;
+  }
+}
+
+/** A WanError for an invalid option, naming it and what is allowed. */
+export function badArgument(option: string, problem: string, allowed?: string): WanError {
+  return new WanError('ERR_WAN_BAD_ARGUMENT', `option '${option}' ${problem}${allowed ? `; allowed: ${allowed}` : ''}`);
+}

@@ -1,0 +1,27 @@
+import { native, nativePath } from './native.js';
+
+export interface RuntimeInfo {
+  /** libtorch version the addon was built against, e.g. '1.13.0' or '2.11.0'. */
+  libtorchVersion: string;
+  /** 'cuda' when built against a CUDA libtorch. */
+  flavour: 'cpu' | 'cuda';
+  cudaAvailable: boolean;
+  /** Intra-op threads libtorch uses on the CPU. */
+  threads: number;
+  devices: Array<{ type: 'cpu' | 'cuda'; name: string; index?: number; totalMemory?: number }>;
+  /** The .node file that was loaded. */
+  addonPath: string;
+}
+
+/** What this installation of wan-video runs on. Throws ERR_WAN_NO_LIBTORCH when the addon cannot load. */
+export function runtimeInfo(): RuntimeInfo {
+  const info = native().runtimeInfo();
+  return {
+    libtorchVersion: info.libtorchVersion,
+    flavour: info.flavour,
+    cudaAvailable: info.cudaAvailable,
+    threads: info.threads,
+    devices: info.devices,
+    addonPath: nativePath(),
+  };
+}

@@ -1,0 +1,51 @@
+// Small helpers on TensorData (the addon's tensor exchange format).
+import type { TensorData } from '../binding.js';
+
+export type { TensorData };
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function toFloat64(t: TensorData): Float64Array {
+  if (t.data instanceof BigInt64Array) return Float64Array.from(t.data, (x) => Number(x));
+  return Float64Array.from(t.data as ArrayLike<number>);
+}
+
+export function float32Tensor(shape: number[], data?: ArrayLike<number>): TensorData {
+  const out = new Float32Array(numel(shape));
+  if (data) out.set(data);
+  return { dtype: 'float32', shape, data: out };
+}
+
+export function int64Tensor(shape: number[], data: ArrayLike<number | bigint>): TensorData {
+  return { dtype: 'int64', shape, data: BigInt64Array.from(Array.from(data), (x) => BigInt(x)) };
+}
+
+/** The fixtures' metric: max|out - ref| / max|ref| over the whole tensor (shapes must match). */
+export function maxRelError(out: TensorData, ref: TensorData): number {
+  if (out.shape.join(',') !== ref.shape.join(',')) {
+    throw new Error(`shape mismatch: got [${out.shape}] expected [${ref.shape}]`);
+  }
+  const a = toFloat64(out);
+  const b = toFloat64(ref);
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < b.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= maxDiff)) maxDiff = d; // NaN propagates as a failure
+    const r = Math.abs(b[i]);
+    if (r > maxRef) maxRef = r;
+  }
+  if (Number.isNaN(maxDiff)) return Number.POSITIVE_INFINITY;
+  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
+}
+
+/** Rows [0, rows) along dim 1 of a [B, S, D] tensor (fixtures store prompt embeddings' head). */
+export function headRows(t: TensorData, rows: number): TensorData {
+  const [b, s, d] = t.shape;
+  const src = toFloat64(t);
+  const out = new Float64Array(b * rows * d);
+  for (let i = 0; i < b; i++) out.set(src.subarray(i * s * d, i * s * d + rows * d), i * rows * d);
+  return { dtype: 'float64', shape: [b, rows, d], data: out };
+}

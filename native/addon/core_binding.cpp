@@ -1,0 +1,148 @@
+// JS entry points of the runtime core: runtimeInfo, readSafetensors, randn, and two test hooks
+// (a long cancellable call and an error thrower) that exercise the async/error plumbing.
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <new>
+#include <thread>
+
+#include "async_job.h"
+#include "bindings.h"
+#include "core/device.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "core/tensor_io.h"
+#include "js_tensor.h"
+
+namespace wan::addon {
+
+namespace {
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("libtorchVersion", TORCH_VERSION);
+#ifdef WAN_WITH_CUDA
+  o.Set("flavour", "cuda");
+#else
+  o.Set("flavour", "cpu");
+#endif
+  o.Set("cudaAvailable", Napi::Boolean::New(env, cudaAvailable()));
+  o.Set("cudaDeviceCount", Napi::Number::New(env, cudaDeviceCount()));
+  o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
+  Napi::Array devices = Napi::Array::New(env);
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("type", "cpu");
+  cpu.Set("name", "cpu");
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  cpu.Set("totalMemory", Napi::Number::New(env, static_cast<double>(pages) * static_cast<double>(pageSize)));
+  devices.Set(0u, cpu);
+  for (int i = 0; i < cudaDeviceCount(); ++i) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("type", "cuda");
+    d.Set("name", "cuda:" + std::to_string(i));
+    d.Set("index", Napi::Number::New(env, i));
+    devices.Set(static_cast<uint32_t>(i + 1), d);
+  }
+  o.Set("devices", devices);
+  return o;
+}
+
+// readSafetensors(path) -> Promise<{ metadata, tensors: { name: tensor } }>
+Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
+  std::string path = StringArg(info, 0, "path");
+  auto file = std::make_shared<std::shared_ptr<SafetensorsFile>>();
+  return AsyncJob::Start(
+      info.Env(), [path, file](RunContext&) { *file = SafetensorsFile::open(path); },
+      [path, file](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Object meta = Napi::Object::New(env);
+        for (const auto& [k, v] : (*file)->metadata()) meta.Set(k, v);
+        Napi::Object tensors = Napi::Object::New(env);
+        for (const auto& t : (*file)->tensors()) {
+          TensorStore::Entry e{*file, &t};
+          tensors.Set(t.name, TensorToJs(env, tensorView(e)));
+        }
+        out.Set("metadata", meta);
+        out.Set("tensors", tensors);
+        return out;
+      },
+      info.Env().Undefined(), nullptr);
+}
+
+// randn(seed, shape) -> tensor: torch.manual_seed(seed); torch.randn(shape, float32)
+Napi::Value Randn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray())
+    throw MakeError(env, ErrorCode::BadArgument, "randn(seed: number, shape: number[])");
+  double seed = info[0].As<Napi::Number>().DoubleValue();
+  if (!(seed >= 0) || seed != static_cast<double>(static_cast<uint64_t>(seed)) || seed > 9007199254740991.0)
+    throw MakeError(env, ErrorCode::BadArgument, "option 'seed' must be an integer between 0 and 2^53-1");
+  Napi::Array a = info[1].As<Napi::Array>();
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value d = a.Get(i);
+    if (!d.IsNumber() || d.As<Napi::Number>().DoubleValue() < 0) throw MakeError(env, ErrorCode::BadArgument, "shape must hold non-negative integers");
+    shape.push_back(d.As<Napi::Number>().Int64Value());
+  }
+  return TensorToJs(env, randnLikeReference(static_cast<uint64_t>(seed), shape));
+}
+
+// _testLongCall(steps, msPerStep, token?, onProgress?) -> Promise<number of steps run>
+Napi::Value TestLongCall(const Napi::CallbackInfo& info) {
+  int64_t steps = info[0].As<Napi::Number>().Int64Value();
+  int64_t ms = info[1].As<Napi::Number>().Int64Value();
+  auto cancel = CancelToken::FromArg(info, 2);
+  auto done = std::make_shared<int64_t>(0);
+  return AsyncJob::Start(
+      info.Env(),
+      [steps, ms, done](RunContext& ctx) {
+        auto start = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < steps; ++i) {
+          ctx.checkCancelled();
+          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+          ++*done;
+          ProgressEvent e;
+          e.stage = "test";
+          e.step = i + 1;
+          e.totalSteps = steps;
+          e.elapsedMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+          ctx.progress(e);
+        }
+      },
+      [done](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*done)); },
+      info.Length() > 3 ? info[3] : info.Env().Undefined(), cancel);
+}
+
+// _testThrow(kind) -> Promise rejected as the engine would for that failure.
+Napi::Value TestThrow(const Napi::CallbackInfo& info) {
+  std::string kind = StringArg(info, 0, "kind");
+  return AsyncJob::Start(
+      info.Env(),
+      [kind](RunContext&) {
+        if (kind == "c10") at::ones({2, 3}).view({7});  // a real libtorch shape error
+        if (kind == "bad_alloc") throw std::bad_alloc();
+        if (kind == "oom") {
+          // A real allocation failure of libtorch's CPU allocator.
+          at::Tensor t = at::empty({int64_t(1) << 62}, at::kByte);
+        }
+        if (kind == "bad_argument") throwBadArgument("option 'x' is bad; allowed: 'y'");
+        if (kind == "runtime") throw std::runtime_error("boom");
+      },
+      nullptr, info.Env().Undefined(), nullptr);
+}
+
+}  // namespace
+
+void RegisterCore(Napi::Env env, Napi::Object exports) {
+  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
+  exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
+  exports.Set("_testLongCall", Napi::Function::New(env, TestLongCall, "_testLongCall"));
+  exports.Set("_testThrow", Napi::Function::New(env, TestThrow, "_testThrow"));
+}
+
+}  // namespace wan::addon

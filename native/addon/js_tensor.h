@@ -1,0 +1,24 @@
+// Tensors across the JS boundary: { dtype, shape, data } with a TypedArray `data`
+// (float32/float64/int64/int32/uint8/bool). Copied both ways so no JS memory is touched off-thread.
+#pragma once
+#include <napi.h>
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace wan::addon {
+
+// Throws ERR_WAN_BAD_ARGUMENT naming `what` when the value is not a well-formed tensor.
+at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what);
+// bf16/f16 come back as float32 (JS has no such arrays).
+Napi::Object TensorToJs(Napi::Env env, const at::Tensor& tensor);
+
+// Option helpers with ERR_WAN_BAD_ARGUMENT messages naming the option.
+std::string StringOption(const Napi::Object& o, const char* key, const std::string& fallback);
+double NumberOption(const Napi::Object& o, const char* key, double fallback);
+bool BoolOption(const Napi::Object& o, const char* key, bool fallback);
+Napi::Object ObjectArg(const Napi::CallbackInfo& info, size_t index, const char* what);
+std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* what);
+
+}  // namespace wan::addon

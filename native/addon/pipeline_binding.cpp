@@ -1,0 +1,8 @@
+// Placeholder until the Pipeline binding lands.
+#include "bindings.h"
+
+namespace wan::addon {
+
+void RegisterPipeline(Napi::Env, Napi::Object) {}
+
+}  // namespace wan::addon

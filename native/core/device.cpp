@@ -1,0 +1,61 @@
+#include "device.h"
+
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/Parallel.h>
+
+#include <thread>
+
+#include "errors.h"
+
+namespace wan {
+
+int cudaDeviceCount() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
+
+bool cudaAvailable() { return cudaDeviceCount() > 0; }
+
+at::Device parseDevice(const std::string& name, const std::string& option) {
+  if (name == "cpu") return at::Device(at::kCPU);
+  int index = 0;
+  if (name == "cuda") {
+    index = 0;
+  } else if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 9 &&
+             name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    index = std::stoi(name.substr(5));
+  } else {
+    throwBadArgument("option '" + option + "' is '" + name + "'; allowed: 'cpu', 'cuda', 'cuda:N'");
+  }
+  if (!at::hasCUDA())
+    throw WanError(ErrorCode::NoCuda, "option '" + option + "' asks for " + name +
+                                          " but this wan-video build has no CUDA (it was built against a CPU libtorch); "
+                                          "rebuild against a CUDA libtorch (see README) or use device 'cpu'");
+  int n = cudaDeviceCount();
+  if (index >= n)
+    throw WanError(ErrorCode::NoCuda, "option '" + option + "' asks for " + name + " but " + std::to_string(n) +
+                                          " CUDA device(s) are visible; use device 'cpu' or a valid index");
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+at::ScalarType parseDtype(const std::string& name, const std::string& option) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  throwBadArgument("option '" + option + "' is '" + name + "'; allowed: 'float32', 'bfloat16', 'float16'");
+}
+
+std::string dtypeToName(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    case at::kDouble: return "float64";
+    default: return c10::toString(t);
+  }
+}
+
+void configureThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  if (n > 0) at::set_num_threads(static_cast<int>(n));
+}
+
+}  // namespace wan

@@ -1,0 +1,22 @@
+// Device and dtype names as users write them ('cpu' | 'cuda' | 'cuda:N'; 'float32' | 'bfloat16' |
+// 'float16'), checked against what this build and machine can do.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace wan {
+
+// Throws ERR_WAN_BAD_ARGUMENT for unknown names and ERR_WAN_NO_CUDA when CUDA is asked for on a
+// CPU-only build or a machine without that GPU. `option` names the option in messages.
+at::Device parseDevice(const std::string& name, const std::string& option = "device");
+at::ScalarType parseDtype(const std::string& name, const std::string& option = "dtype");
+std::string dtypeToName(at::ScalarType t);
+
+bool cudaAvailable();
+int cudaDeviceCount();
+
+// Sets libtorch's intra-op threads from the machine's cores (Debian's libtorch defaults to one).
+void configureThreads();
+
+}  // namespace wan

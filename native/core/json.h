@@ -1,0 +1,53 @@
+// A small strict JSON reader for model configs and safetensors headers. It is ours (not a
+// dependency) so the same code builds on the GPU machine, which has no package manager, and so
+// that its limits on hostile input (depth, size, duplicate keys) are under our control and fuzzed.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wan::json {
+
+enum class Type { Null, Bool, Number, String, Array, Object };
+
+class Value {
+ public:
+  Type type = Type::Null;
+  bool boolean = false;
+  double number = 0;
+  std::string text;  // the string value, or the literal text of a number
+  std::vector<Value> items;                            // Array
+  std::vector<std::pair<std::string, Value>> members;  // Object, in file order, duplicates kept
+
+  bool isNull() const { return type == Type::Null; }
+  bool isObject() const { return type == Type::Object; }
+  bool isArray() const { return type == Type::Array; }
+  bool isString() const { return type == Type::String; }
+  bool isNumber() const { return type == Type::Number; }
+  bool isBool() const { return type == Type::Bool; }
+
+  // First member with this key, or nullptr.
+  const Value* find(const std::string& key) const;
+  // A number that is a non-negative integer written without fraction or exponent, or nullopt.
+  std::optional<uint64_t> asUint64() const;
+  std::optional<int64_t> asInt64() const;
+};
+
+struct ParseError {
+  std::string message;
+  size_t offset = 0;
+};
+
+// Parses one JSON document (RFC 8259; surrounding whitespace allowed). Returns nullopt and
+// fills `error` on any syntax error or when nesting exceeds `maxDepth`.
+std::optional<Value> parse(const char* data, size_t size, ParseError* error, int maxDepth = 64);
+
+// Reads and parses a whole file; throws WanError(BadCheckpoint) naming the file on failure.
+Value parseFile(const std::string& path, size_t maxBytes = 64u << 20);
+
+std::string typeName(Type t);
+
+}  // namespace wan::json
