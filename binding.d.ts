@@ -92,6 +92,12 @@ export interface NativeBinding {
   CancelToken: typeof CancelToken;
   runtimeInfo(): NativeRuntimeInfo;
   readSafetensors(path: string): Promise<{ metadata: Record<string, string>; tensors: Record<string, TensorData> }>;
+  /** Header-only listing of a safetensors file, a sharded folder (*.safetensors.index.json) or a folder of files. */
+  describeTensors(path: string): Promise<{
+    source: string;
+    totalBytes: number;
+    tensors: Array<{ name: string; dtype: string; shape: number[]; file: string }>;
+  }>;
   /** torch.manual_seed(seed); torch.randn(shape, dtype=float32) on the CPU generator. */
   randn(seed: number, shape: number[]): TensorData;
   /** Test hook: a cancellable call of `steps` sleeps reporting progress; resolves to steps run. */

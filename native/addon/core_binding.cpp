@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <new>
 #include <thread>
 
@@ -68,6 +69,42 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
         }
         out.Set("metadata", meta);
         out.Set("tensors", tensors);
+        return out;
+      },
+      info.Env().Undefined(), nullptr);
+}
+
+// describeTensors(pathOrFolder) -> Promise<{ source, totalBytes, tensors: [{ name, dtype, shape, file }] }>
+// Header-only: reads names, dtypes and shapes of a file, a sharded folder (index.json) or a folder.
+Napi::Value DescribeTensors(const Napi::CallbackInfo& info) {
+  std::string path = StringArg(info, 0, "path");
+  auto store = std::make_shared<TensorStore>();
+  return AsyncJob::Start(
+      info.Env(),
+      [path, store](RunContext&) {
+        std::error_code ec;
+        *store = std::filesystem::is_directory(path, ec) ? TensorStore::openFolder(path)
+                 : (path.size() > 11 && path.compare(path.size() - 11, 11, ".index.json") == 0) ? TensorStore::openIndex(path)
+                                                                                                  : TensorStore::openFile(path);
+      },
+      [store](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("source", store->source());
+        out.Set("totalBytes", Napi::Number::New(env, static_cast<double>(store->totalBytes())));
+        Napi::Array list = Napi::Array::New(env);
+        uint32_t i = 0;
+        for (const auto& name : store->names()) {
+          auto e = store->find(name);
+          Napi::Object t = Napi::Object::New(env);
+          t.Set("name", name);
+          t.Set("dtype", dtypeName(e->info->dtype));
+          Napi::Array shape = Napi::Array::New(env, e->info->shape.size());
+          for (size_t d = 0; d < e->info->shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, static_cast<double>(e->info->shape[d])));
+          t.Set("shape", shape);
+          t.Set("file", e->file->path());
+          list.Set(i++, t);
+        }
+        out.Set("tensors", list);
         return out;
       },
       info.Env().Undefined(), nullptr);
@@ -140,6 +177,7 @@ Napi::Value TestThrow(const Napi::CallbackInfo& info) {
 void RegisterCore(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
+  exports.Set("describeTensors", Napi::Function::New(env, DescribeTensors, "describeTensors"));
   exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
   exports.Set("_testLongCall", Napi::Function::New(env, TestLongCall, "_testLongCall"));
   exports.Set("_testThrow", Napi::Function::New(env, TestThrow, "_testThrow"));

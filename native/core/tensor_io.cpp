@@ -1,7 +1,9 @@
 #include "tensor_io.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/version.h>
 
+#include <cmath>
 #include <sstream>
 
 #include "errors.h"
@@ -87,10 +89,6 @@ std::vector<int64_t> WeightLoader::shapeOf(const std::string& name) const {
   return e->info->shape;
 }
 
-at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape) {
-  return get(name, shape, dtype_);
-}
-
 at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) {
   auto e = store_.find(name);
   if (!e) throwBadCheckpoint(store_.source() + ": missing tensor '" + name + "' (expected shape " + shapeString(shape) + ")");
@@ -111,6 +109,25 @@ void WeightLoader::finish() const {
       auto e = store_.find(n);
       throwBadCheckpoint(e->file->path() + ": unexpected tensor '" + n + "' (not part of this model's architecture; wrong config.json?)");
     }
+}
+
+RandomWeights::RandomWeights(uint64_t seed, at::ScalarType dtype, at::Device device)
+    : gen_(at::make_generator<at::CPUGeneratorImpl>(seed)), dtype_(dtype), device_(device) {}
+
+at::Tensor RandomWeights::get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  auto opts = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor t;
+  if (shape.size() >= 2) {
+    int64_t fanIn = 1;
+    for (size_t i = 1; i < shape.size(); ++i) fanIn *= shape[i];
+    // Generated on the CPU in float32 one tensor at a time, then moved: bounded host memory.
+    t = at::randn(shape, gen_, opts).mul_(1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(fanIn, 1))));
+  } else if (name.find("norm") != std::string::npos) {
+    t = at::ones(shape, opts);
+  } else {
+    t = at::zeros(shape, opts);
+  }
+  return t.to(device_, dtype);
 }
 
 }  // namespace wan

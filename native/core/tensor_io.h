@@ -18,26 +18,39 @@ DType fromScalarType(at::ScalarType t);
 // keeps the mapping alive). fp8 needs libtorch >= 2.1 and is an error before that.
 at::Tensor tensorView(const TensorStore::Entry& entry);
 
+// Where a model's weights come from: a checkpoint (WeightLoader) or seeded random values at any
+// size (RandomWeights, for benchmarks and memory estimates at the real configs).
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual bool has(const std::string& name) const = 0;
+  // The tensor `name`, which must have exactly `shape`, in the source's dtype (floating tensors)
+  // and device.
+  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape) { return get(name, shape, dtype()); }
+  // Same, in an explicit dtype (e.g. float32 for norm weights).
+  virtual at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) = 0;
+  // Throws naming the first tensor the model did not use.
+  virtual void finish() const = 0;
+  virtual at::ScalarType dtype() const = 0;
+  virtual at::Device device() const = 0;
+};
+
 // Loads a component's weights by name, converting to the requested dtype and device one tensor at
 // a time (never two full copies of the model). Every missing, mis-shaped or unused tensor is an
 // ERR_WAN_BAD_CHECKPOINT naming it.
-class WeightLoader {
+class WeightLoader : public WeightSource {
  public:
   WeightLoader(TensorStore store, at::ScalarType dtype, at::Device device);
 
-  bool has(const std::string& name) const { return store_.find(name).has_value(); }
-  // The tensor `name`, which must have exactly `shape`, in the loader's dtype (floating tensors)
-  // and device.
-  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape);
-  // Same, in an explicit dtype (e.g. float32 for norm weights).
-  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype);
+  bool has(const std::string& name) const override { return store_.find(name).has_value(); }
+  using WeightSource::get;
+  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) override;
   // The shape stored for `name` (error if missing).
   std::vector<int64_t> shapeOf(const std::string& name) const;
-  // Throws naming the first tensor the model did not use.
-  void finish() const;
+  void finish() const override;
 
-  at::ScalarType dtype() const { return dtype_; }
-  at::Device device() const { return device_; }
+  at::ScalarType dtype() const override { return dtype_; }
+  at::Device device() const override { return device_; }
   const TensorStore& store() const { return store_; }
 
  private:
@@ -45,6 +58,24 @@ class WeightLoader {
   at::ScalarType dtype_;
   at::Device device_;
   std::set<std::string> used_;
+};
+
+// Seeded random weights of any requested shape: N(0, 1/fan_in) for matrices and kernels, ones for
+// 1-D tensors whose name says norm, zeros for other 1-D tensors (biases). Every name is "present".
+class RandomWeights : public WeightSource {
+ public:
+  RandomWeights(uint64_t seed, at::ScalarType dtype, at::Device device);
+  bool has(const std::string&) const override { return true; }
+  using WeightSource::get;
+  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) override;
+  void finish() const override {}
+  at::ScalarType dtype() const override { return dtype_; }
+  at::Device device() const override { return device_; }
+
+ private:
+  at::Generator gen_;
+  at::ScalarType dtype_;
+  at::Device device_;
 };
 
 }  // namespace wan

@@ -1,0 +1,70 @@
+// The public option and event types of wan-video (see README for the defaults per model family).
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type Dtype = 'float32' | 'bfloat16' | 'float16';
+export type Offload = 'none' | 'model' | 'sequential';
+export type Sampler = 'unipc' | 'euler' | 'unipc-official';
+export type ModelFamily = 't2v-a14b' | 'i2v-a14b' | 'ti2v-5b';
+
+export interface LoadOptions {
+  /** Where the DiT (and by default everything else) runs. Default 'cpu'. */
+  device?: Device;
+  /** Weight/compute dtype of DiT and text encoder. Default 'bfloat16' on CUDA, 'float32' on the CPU. */
+  dtype?: Dtype;
+  /** GPU memory mode. Default 'none' (everything resident). */
+  offload?: Offload;
+  /** Run the UMT5 encoder elsewhere (the official `--t5_cpu`). Default: `device`. */
+  textEncoderDevice?: Device;
+  /** VAE dtype. Default 'float32' (the reference recommends it for quality). */
+  vaeDtype?: Dtype;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export type ImageInput = string | Buffer | { data: Uint8Array; width: number; height: number; channels?: 3 | 4 };
+
+export interface GenerateOptions {
+  prompt?: string | string[];
+  negativePrompt?: string | string[];
+  /** Image-to-video conditioning (I2V-A14B, TI2V-5B): a file path, PNG/JPEG bytes or raw RGB(A). */
+  image?: ImageInput;
+  width?: number;
+  height?: number;
+  numFrames?: number;
+  steps?: number;
+  /** CFG scale (A14B: of the high-noise expert). 1 skips the unconditional pass. */
+  guidanceScale?: number;
+  /** A14B: CFG scale of the low-noise expert (default: guidanceScale). */
+  guidanceScale2?: number;
+  /** Flow shift of the sampler (default per family). */
+  shift?: number;
+  sampler?: Sampler;
+  seed?: number;
+  numVideosPerPrompt?: number;
+  /** Caller-given initial noise [B, C, F', H', W'] float32 (then `seed` is ignored). */
+  latents?: import('../binding.js').TensorData;
+  promptEmbeds?: import('../binding.js').TensorData;
+  negativePromptEmbeds?: import('../binding.js').TensorData;
+  /** 'frames' (default) decodes to video; 'latents' stops after denoising. */
+  output?: 'frames' | 'latents';
+  /** VAE tiling for decode: 'auto' (default) tiles only when the untiled decode would not fit. */
+  tiled?: boolean | 'auto';
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export type Stage = 'load' | 'encode-text' | 'denoise' | 'decode' | 'done' | 'warning';
+
+export interface ProgressEvent {
+  stage: Stage;
+  step: number;
+  totalSteps: number;
+  /** denoise: 'high-noise' | 'low-noise' (A14B) or 'transformer' (TI2V-5B). */
+  expert?: string;
+  /** denoise: the scheduler timestep of this step. */
+  timestep?: number;
+  elapsedMs: number;
+  etaMs?: number;
+  /** warning: what was changed (e.g. a rounded size). */
+  message?: string;
+}
