@@ -80,11 +80,13 @@ export interface NativeVae {
 }
 
 export interface SchedulerRunOptions {
-  /** A scheduler_config.json; defaults of the Wan2.2 UniPC config when absent. */
+  /** A scheduler_config.json; defaults of the Wan2.2 UniPC config when absent (flow_shift 1.0 there). */
   configPath?: string;
+  /** 'unipc': diffusers UniPCMultistepScheduler; 'unipc-official': the same update on the official Wan2.2 sigma grid; 'euler': flow-matching Euler. */
   sampler: 'unipc' | 'euler' | 'unipc-official';
+  /** Integer 1..10000. */
   steps: number;
-  /** Overrides the config's flow_shift. */
+  /** Overrides the config's flow_shift (> 0). */
   shift?: number;
 }
 
@@ -108,7 +110,8 @@ export interface NativeBinding {
   loadTransformer(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTransformer>;
   loadTextEncoder(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTextEncoder>;
   loadVae(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeVae>;
-  /** Runs the sampler over given model outputs (one per step): the scheduler parity entry point. */
+  /** Runs the sampler over given model outputs [steps, ...sample.shape] (one per step): the scheduler parity entry point.
+   *  sample float32 or float64 (computed in that precision); prevSamples [steps, ...sample.shape]. */
   runScheduler(options: SchedulerRunOptions, sample: TensorData, modelOutputs: TensorData): Promise<{ timesteps: TensorData; sigmas: TensorData; prevSamples: TensorData }>;
 }
 

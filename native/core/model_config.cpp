@@ -213,6 +213,9 @@ SchedulerConfig readSchedulerConfig(const std::string& path) {
   c.useDynamicShifting = r.boolean("use_dynamic_shifting", false);
   c.flowShift = r.optionalNumber("flow_shift").value_or(1.0);
   if (r.has("disable_corrector")) c.disableCorrector = r.integers("disable_corrector");
+  c.shiftTerminal = r.optionalNumber("shift_terminal");
+  c.hasSolverP = r.has("solver_p");
+  c.path = path;
   requirePositive(r, "num_train_timesteps", c.numTrainTimesteps, 1 << 20);
   if (!(c.flowShift > 0)) r.fail("flow_shift", "must be positive");
   return c;

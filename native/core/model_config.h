@@ -75,6 +75,9 @@ struct SchedulerConfig {
   bool useKarrasSigmas = false, useExponentialSigmas = false, useBetaSigmas = false, useDynamicShifting = false;
   double flowShift = 1.0;
   std::vector<int64_t> disableCorrector;
+  std::optional<double> shiftTerminal;  // diffusers stretches flow sigmas to end here when set (not 0)
+  bool hasSolverP = false;              // `solver_p` names another scheduler (UniP replaced by it)
+  std::string path;                     // the file read, for error messages ("" for built-in defaults)
 };
 
 struct ModelIndex {
