@@ -136,6 +136,15 @@ describe('UMT5 text encoder parity (float32, CPU)', () => {
     expect(ok.lastHiddenState.shape).toEqual([1, 4, 32]);
   });
 
+  it('an aborted call rejects with ERR_WAN_ABORTED and leaves the encoder usable', async () => {
+    const c = await fixtureCase('t2v-a14b-tiny', 'text_encoder');
+    const token = new (native().CancelToken)();
+    token.cancel();
+    await expectRejects(encoder.encode(c.input('input_ids'), c.input('attention_mask'), token), 'ERR_WAN_ABORTED');
+    const out = await encoder.encode(c.input('input_ids'), c.input('attention_mask'));
+    expect(maxRelError(out.lastHiddenState, c.output('last_hidden_state'))).toBeLessThanOrEqual(c.json.tolerance.fp32);
+  });
+
   it('one call at a time; disposed encoders refuse calls', async () => {
     const c = await fixtureCase('t2v-a14b-tiny', 'text_encoder');
     const other = await native().loadTextEncoder(TEXT_ENCODER_DIR);
