@@ -103,6 +103,14 @@ at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>
   return t.to(device_, target);
 }
 
+void WeightLoader::acceptDuplicate(const std::string& name, const std::vector<int64_t>& shape) {
+  auto e = store_.find(name);
+  if (!e) throwBadCheckpoint(store_.source() + ": missing tensor '" + name + "'");
+  if (e->info->shape != shape)
+    throwBadCheckpoint(e->file->path() + ": tensor '" + name + "' has shape " + shapeString(e->info->shape) + ", expected " + shapeString(shape));
+  used_.insert(name);
+}
+
 void WeightLoader::finish() const {
   for (const auto& n : store_.names())
     if (!used_.count(n)) {

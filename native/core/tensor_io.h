@@ -29,6 +29,9 @@ class WeightSource {
   at::Tensor get(const std::string& name, const std::vector<int64_t>& shape) { return get(name, shape, dtype()); }
   // Same, in an explicit dtype (e.g. float32 for norm weights).
   virtual at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) = 0;
+  // Accounts for `name` (which must have `shape`) without loading it: a tied duplicate of a tensor
+  // the model already took under another name. Sources without names to check ignore it.
+  virtual void acceptDuplicate(const std::string& name, const std::vector<int64_t>& shape) { (void)name; (void)shape; }
   // Throws naming the first tensor the model did not use.
   virtual void finish() const = 0;
   virtual at::ScalarType dtype() const = 0;
@@ -47,6 +50,7 @@ class WeightLoader : public WeightSource {
   at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) override;
   // The shape stored for `name` (error if missing).
   std::vector<int64_t> shapeOf(const std::string& name) const;
+  void acceptDuplicate(const std::string& name, const std::vector<int64_t>& shape) override;
   void finish() const override;
 
   at::ScalarType dtype() const override { return dtype_; }
