@@ -1,0 +1,150 @@
+// `wan-video generate`: load a model folder, generate one video, save it. Ctrl-C aborts through an
+// AbortController (the pipeline stops between steps, an encode in progress is killed) and exits 130.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { WanError } from '../errors.js';
+import { ffmpegVersion } from '../ffmpeg.js';
+import { packageRoot } from '../native.js';
+import type { Device, Dtype, GenerateOptions, LoadOptions, ModelFamily, Offload, ProgressEvent, Sampler } from '../types.js';
+import { outputTarget, type Video } from '../video.js';
+import { formatDuration, printJsonLine, ProgressReporter } from './progress.js';
+
+export interface GenerateFlags {
+  model?: string;
+  prompt: string;
+  negativePrompt?: string;
+  image?: string;
+  size?: { width: number; height: number };
+  frames?: number;
+  steps?: number;
+  guidance?: number;
+  guidance2?: number;
+  shift?: number;
+  sampler?: Sampler;
+  seed?: number;
+  device?: Device;
+  dtype?: Dtype;
+  offload?: Offload;
+  t5Cpu?: boolean;
+  out: string;
+  json?: boolean;
+}
+
+// The part of lib/pipeline.ts the CLI uses. Imported lazily so `info` works without it.
+interface Pipeline {
+  readonly family: ModelFamily;
+  on(event: 'progress', listener: (e: ProgressEvent) => void): unknown;
+  generate(options: GenerateOptions): Promise<Video>;
+  dispose(): unknown;
+}
+interface PipelineModule {
+  WanPipeline: { load(dir: string, options?: LoadOptions): Promise<Pipeline> };
+}
+
+export const REAL_MODELS = [
+  'Wan-AI/Wan2.2-T2V-A14B-Diffusers',
+  'Wan-AI/Wan2.2-I2V-A14B-Diffusers',
+  'Wan-AI/Wan2.2-TI2V-5B-Diffusers',
+];
+
+/** The random-weight model shipped in the package, used when --model is not given. */
+export function bundledModelDir(): string {
+  return path.join(packageRoot(), 'models', 'tiny');
+}
+
+export const EXIT_ABORTED = 130;
+
+/** Runs the command; resolves to the process exit code. */
+export async function runGenerate(flags: GenerateFlags): Promise<number> {
+  const reporter = new ProgressReporter(flags.json ? 'json' : process.stderr.isTTY ? 'tty' : 'plain');
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(EXIT_ABORTED); // a second Ctrl-C does not wait
+    reporter.note('interrupted: stopping (Ctrl-C again to quit at once)');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  let pipe: Pipeline | undefined;
+  const started = Date.now();
+  try {
+    // Everything that can be checked before the (long) load and generation is checked first.
+    const target = outputTarget(flags.out, '--out');
+    if (target.kind !== 'png') await ffmpegVersion();
+    if (flags.image !== undefined && !existsSync(flags.image)) {
+      throw new WanError('ERR_WAN_BAD_ARGUMENT', `option '--image' names '${flags.image}', which does not exist`);
+    }
+    let modelDir = flags.model;
+    if (modelDir === undefined) {
+      modelDir = bundledModelDir();
+      reporter.note(
+        `No --model given: using the bundled tiny model (${modelDir}). It has random weights and exists to test ` +
+          `the installation; its output is noise. For real videos download a Diffusers checkpoint ` +
+          `(${REAL_MODELS.join(', ')}) and pass its folder with --model.`,
+      );
+    }
+
+    const { WanPipeline } = (await import(new URL('../pipeline.js', import.meta.url).href)) as PipelineModule;
+    pipe = await WanPipeline.load(modelDir, {
+      device: flags.device,
+      dtype: flags.dtype,
+      offload: flags.offload,
+      textEncoderDevice: flags.t5Cpu ? 'cpu' : undefined,
+      onProgress: (e) => reporter.event(e),
+      signal: controller.signal,
+    });
+    pipe.on('progress', (e) => reporter.event(e));
+    const video = await pipe.generate({
+      prompt: flags.prompt,
+      negativePrompt: flags.negativePrompt,
+      image: flags.image,
+      width: flags.size?.width,
+      height: flags.size?.height,
+      numFrames: flags.frames,
+      steps: flags.steps,
+      guidanceScale: flags.guidance,
+      guidanceScale2: flags.guidance2,
+      shift: flags.shift,
+      sampler: flags.sampler,
+      seed: flags.seed,
+      signal: controller.signal,
+    });
+    reporter.stop();
+    reporter.note(`saving ${flags.out}`);
+    await video.save(flags.out, { signal: controller.signal });
+    const out = path.resolve(flags.out);
+    const elapsedMs = Date.now() - started;
+    if (flags.json) {
+      printJsonLine('done', {
+        out, family: pipe.family, width: video.width, height: video.height, numFrames: video.numFrames, fps: video.fps, elapsedMs,
+      });
+    } else {
+      process.stderr.write(
+        `wrote ${out} (${pipe.family}, ${video.width}x${video.height}, ${video.numFrames} frames at ${video.fps} fps) in ${formatDuration(elapsedMs)}\n`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    reporter.stop();
+    const aborted = controller.signal.aborted || (err instanceof WanError && err.code === 'ERR_WAN_ABORTED');
+    reportError(err, flags.json === true);
+    return aborted ? EXIT_ABORTED : 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+    try {
+      await pipe?.dispose();
+    } catch {
+      // the result is already decided; a failing dispose must not change it
+    }
+  }
+}
+
+/** Prints an error for people (stderr) or scripts (a JSON line). */
+export function reportError(err: unknown, json: boolean): void {
+  const code = err instanceof WanError ? err.code : ((err as { code?: string })?.code ?? 'ERR_WAN_INTERNAL');
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) printJsonLine('error', { code, message });
+  process.stderr.write(`wan-video: error ${code}: ${message}\n`);
+}

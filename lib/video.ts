@@ -1,0 +1,244 @@
+// A generated video as 8-bit RGB frames, and how to write it: .mp4 (H.264), .webm (VP9), .gif
+// through FFmpeg (lib/ffmpeg.ts), PNG sequences through sharp (no FFmpeg needed).
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+import sharp from 'sharp';
+
+import type { TensorData } from '../binding.js';
+import { badArgument, WanError } from './errors.js';
+import { abortedError, runFfmpeg } from './ffmpeg.js';
+
+export type VideoFormat = 'mp4' | 'webm' | 'gif';
+export type VideoQuality = 'high' | 'medium' | 'low';
+
+export interface SaveOptions {
+  /**
+   * Constant rate factor (lower = better and bigger). mp4/libx264: 0-51, default from `quality`;
+   * webm/libvpx-vp9: 0-63. Ignored for GIF and PNG.
+   */
+  crf?: number;
+  /** Picks the CRF when `crf` is not given: mp4 high 16 / medium 20 / low 28; webm 24 / 32 / 40. Default 'medium'. */
+  quality?: VideoQuality;
+  /** Aborting kills FFmpeg (or stops the PNG writer) and rejects with ERR_WAN_ABORTED; no file is left behind. */
+  signal?: AbortSignal;
+}
+
+/** What a save path asks for: a container by extension, or a PNG sequence by a `%d` / `%04d` pattern. */
+export type OutputTarget = { kind: VideoFormat } | { kind: 'png'; pattern: string };
+
+const CRF_BY_QUALITY: Record<VideoFormat, Record<VideoQuality, number> | undefined> = {
+  mp4: { high: 16, medium: 20, low: 28 },
+  webm: { high: 24, medium: 32, low: 40 },
+  gif: undefined,
+};
+const CRF_RANGE: Record<'mp4' | 'webm', [number, number]> = { mp4: [0, 51], webm: [0, 63] };
+
+// A printf-style frame-number placeholder: %d or %0Nd.
+const FRAME_PATTERN = /%(0?\d*)d/;
+
+/** Decides the output format from a path; throws ERR_WAN_BAD_ARGUMENT for anything else. */
+export function outputTarget(file: string, optionName = 'path'): OutputTarget {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.png') {
+    if (!FRAME_PATTERN.test(path.basename(file))) {
+      throw badArgument(optionName, `'${file}' is a single .png; a video needs a frame-number pattern`, "e.g. 'frames/frame-%04d.png'");
+    }
+    return { kind: 'png', pattern: file };
+  }
+  if (ext === '.mp4' || ext === '.webm' || ext === '.gif') return { kind: ext.slice(1) as VideoFormat };
+  throw badArgument(optionName, `'${file}' has an unsupported extension '${ext || '(none)'}'`, ".mp4, .webm, .gif, or a PNG pattern like 'dir/frame-%04d.png'");
+}
+
+/** The file name of frame `index` (0-based) for a PNG pattern like 'frame-%04d.png'. */
+export function framePath(pattern: string, index: number): string {
+  const dir = path.dirname(pattern);
+  const name = path.basename(pattern).replace(FRAME_PATTERN, (_, width: string) => {
+    const digits = width ? Number.parseInt(width, 10) : 0;
+    return String(index).padStart(digits, '0');
+  });
+  return path.join(dir, name);
+}
+
+// float32 arithmetic: a single double operation rounded to float32 equals the float32 operation.
+const f32 = Math.fround;
+
+// numpy's round(): half to even.
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * One value in [-1, 1] -> uint8 exactly as diffusers' VideoProcessor.postprocess_video does it
+ * for uint8 frames: denormalize `(x / 2 + 0.5).clamp(0, 1)` in float32, then numpy_to_pil's
+ * `(x * 255).round().astype(uint8)` (float32, round half to even). NaN becomes 0.
+ * Note: diffusers' export_to_video of 'np' frames and Wan2.2's save_video truncate instead
+ * (`(x * 255).astype(uint8)`), which darkens every value by half a level on average; we round.
+ */
+export function floatToUint8(x: number): number {
+  const h = f32(f32(f32(x) / 2) + 0.5);
+  if (!(h > 0)) return 0; // also NaN
+  if (h >= 1) return 255;
+  return roundHalfEven(f32(h * 255));
+}
+
+export class Video {
+  readonly width: number;
+  readonly height: number;
+  readonly fps: number;
+  readonly numFrames: number;
+  /** numFrames x height x width x 3 RGB bytes, row-major. */
+  readonly frames: Uint8Array;
+
+  constructor(init: { width: number; height: number; fps: number; numFrames: number; frames: Uint8Array }) {
+    const { width, height, fps, numFrames, frames } = init;
+    for (const [name, v] of [['width', width], ['height', height], ['numFrames', numFrames]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw badArgument(name, `must be a positive integer, got ${v}`);
+    }
+    if (!(fps > 0) || !Number.isFinite(fps)) throw badArgument('fps', `must be a positive number, got ${fps}`);
+    const expected = numFrames * height * width * 3;
+    if (frames.length !== expected) {
+      throw badArgument('frames', `has ${frames.length} bytes; ${numFrames} x ${height} x ${width} x 3 RGB needs ${expected}`);
+    }
+    this.width = width;
+    this.height = height;
+    this.fps = fps;
+    this.numFrames = numFrames;
+    this.frames = frames;
+  }
+
+  /** Decoded video [3, F, H, W] (or [1, 3, F, H, W]) in [-1, 1] -> 8-bit frames (see floatToUint8). */
+  static fromFloat(video: TensorData, fps: number): Video {
+    let shape = video.shape;
+    if (shape.length === 5) {
+      if (shape[0] !== 1) throw badArgument('video', `holds ${shape[0]} samples; pass one [3, F, H, W] at a time`);
+      shape = shape.slice(1);
+    }
+    if (shape.length !== 4 || shape[0] !== 3) throw badArgument('video', `must be [3, F, H, W] RGB, got [${video.shape}]`);
+    if (!(video.data instanceof Float32Array || video.data instanceof Float64Array)) {
+      throw badArgument('video', `must be float32 or float64, got ${video.dtype}`);
+    }
+    const [, numFrames, height, width] = shape;
+    const src = video.data;
+    const plane = numFrames * height * width; // one channel of the whole video
+    const out = new Uint8Array(plane * 3);
+    // [C, F, H, W] -> [F, H, W, C]
+    for (let c = 0; c < 3; c++) {
+      const base = c * plane;
+      for (let i = 0; i < plane; i++) out[i * 3 + c] = floatToUint8(src[base + i]);
+    }
+    return new Video({ width, height, fps, numFrames, frames: out });
+  }
+
+  /** Frame `index` as height x width x 3 RGB bytes (a view, not a copy). */
+  frame(index: number): Uint8Array {
+    if (!Number.isInteger(index) || index < 0 || index >= this.numFrames) {
+      throw badArgument('index', `must be an integer in [0, ${this.numFrames - 1}], got ${index}`);
+    }
+    const size = this.width * this.height * 3;
+    return this.frames.subarray(index * size, (index + 1) * size);
+  }
+
+  /**
+   * Writes the video; the format follows the extension: `.mp4` (H.264, yuv420p, +faststart),
+   * `.webm` (VP9), `.gif` (per-video palette), or a PNG sequence `dir/frame-%04d.png` (frame
+   * numbers start at 0; written with sharp, no FFmpeg). Missing folders are created. The file is
+   * written under a temporary name in the target folder and renamed at the end, so a failed or
+   * aborted save leaves nothing under the final name.
+   * mp4/webm with an odd width or height get one black column/row padded on the right/bottom
+   * (4:2:0 chroma needs even sizes; Wan sizes are always multiples of 16).
+   */
+  async save(file: string, options: SaveOptions = {}): Promise<void> {
+    const target = outputTarget(file);
+    if (options.signal?.aborted) throw abortedError('saving the video');
+    if (target.kind === 'png') {
+      await this.writePngSequence(target.pattern, options.signal);
+      return;
+    }
+    const args = this.encoderArgs(target.kind, options);
+    const dir = path.dirname(path.resolve(file));
+    await mkdir(dir, { recursive: true });
+    const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+    try {
+      await runFfmpeg([...args, '-y', temp], this.frameChunks(), options.signal);
+      await rename(temp, file);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  /** The encoded file's bytes (mp4 / webm / gif), via a temporary file. */
+  async toBuffer(format: VideoFormat, options: SaveOptions = {}): Promise<Buffer> {
+    if (format !== 'mp4' && format !== 'webm' && format !== 'gif') throw badArgument('format', `is '${format}'`, 'mp4, webm, gif');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wan-video-'));
+    try {
+      const file = path.join(dir, `video.${format}`);
+      await this.save(file, options);
+      return await readFile(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private *frameChunks(): Generator<Uint8Array> {
+    for (let i = 0; i < this.numFrames; i++) yield this.frame(i);
+  }
+
+  // FFmpeg arguments: raw rgb24 frames on stdin -> the chosen codec and muxer (output path appended by the caller).
+  private encoderArgs(format: VideoFormat, options: SaveOptions): string[] {
+    const input = ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${this.width}x${this.height}`, '-framerate', String(this.fps), '-i', 'pipe:0'];
+    if (format === 'gif') {
+      // One palette for the whole clip (palettegen), then map every frame onto it (paletteuse).
+      return [...input, '-filter_complex', '[0:v]split[a][b];[a]palettegen[p];[b][p]paletteuse', '-loop', '0', '-f', 'gif'];
+    }
+    const crf = resolveCrf(format, options);
+    // RGB -> BT.709 limited-range YUV 4:2:0, tagged as such so players convert back correctly.
+    const pad = this.width % 2 || this.height % 2 ? 'pad=ceil(iw/2)*2:ceil(ih/2)*2,' : '';
+    const color = [
+      '-vf', `${pad}scale=out_color_matrix=bt709:out_range=tv,format=yuv420p`,
+      '-colorspace', 'bt709', '-color_primaries', 'bt709', '-color_trc', 'bt709', '-color_range', 'tv',
+    ];
+    if (format === 'mp4') {
+      return [...input, ...color, '-c:v', 'libx264', '-preset', 'medium', '-crf', String(crf), '-movflags', '+faststart', '-f', 'mp4'];
+    }
+    return [...input, ...color, '-c:v', 'libvpx-vp9', '-crf', String(crf), '-b:v', '0', '-row-mt', '1', '-f', 'webm'];
+  }
+
+  private async writePngSequence(pattern: string, signal?: AbortSignal): Promise<void> {
+    await mkdir(path.dirname(path.resolve(pattern)), { recursive: true });
+    const suffix = `.${randomBytes(6).toString('hex')}.tmp`;
+    const written: Array<{ temp: string; final: string }> = [];
+    try {
+      for (let i = 0; i < this.numFrames; i++) {
+        if (signal?.aborted) throw abortedError('saving the video');
+        const final = framePath(pattern, i);
+        const temp = path.join(path.dirname(final), `.${path.basename(final)}${suffix}`);
+        const png = await sharp(this.frame(i), { raw: { width: this.width, height: this.height, channels: 3 } }).png().toBuffer();
+        written.push({ temp, final });
+        await writeFile(temp, png);
+      }
+      if (signal?.aborted) throw abortedError('saving the video');
+      for (const { temp, final } of written) await rename(temp, final);
+    } catch (err) {
+      await Promise.all(written.map(({ temp }) => rm(temp, { force: true })));
+      if (err instanceof WanError) throw err;
+      throw new WanError('ERR_WAN_INTERNAL', `wan-video: writing PNG frames '${pattern}' failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+function resolveCrf(format: 'mp4' | 'webm', options: SaveOptions): number {
+  const quality = options.quality ?? 'medium';
+  const byQuality = CRF_BY_QUALITY[format]!;
+  if (!(quality in byQuality)) throw badArgument('quality', `is '${quality}'`, 'high, medium, low');
+  if (options.crf === undefined) return byQuality[quality];
+  const [lo, hi] = CRF_RANGE[format];
+  if (!Number.isInteger(options.crf) || options.crf < lo || options.crf > hi) {
+    throw badArgument('crf', `is ${options.crf} for ${format}`, `integers ${lo}-${hi}`);
+  }
+  return options.crf;
+}

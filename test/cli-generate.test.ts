@@ -1,0 +1,75 @@
+// `wan-video generate` end to end with the bundled tiny model (models/tiny, random weights):
+// needs lib/pipeline.ts and the assembled models/tiny.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { buildCli, jsonLines, runCli, startCli } from './helpers/cli.js';
+
+let dir: string;
+beforeAll(async () => {
+  buildCli();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'wan-video-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+// Small enough for the CPU: 32x32, 5 frames, 2 steps.
+const SMALL = ['--prompt', 'a white cat on a surfboard', '--size', '32x32', '--frames', '5', '--steps', '2', '--seed', '42'];
+
+function probe(file: string) {
+  const out = execFileSync('ffprobe', [
+    '-v', 'error', '-count_frames', '-select_streams', 'v:0',
+    '-show_entries', 'stream=codec_name,width,height,r_frame_rate,nb_read_frames', '-of', 'json', file,
+  ]);
+  return JSON.parse(out.toString()).streams[0];
+}
+
+describe('wan-video generate', () => {
+  it('writes a playable mp4 with the bundled model and says it is a random-weight test model', async () => {
+    const out = path.join(dir, 'demo.mp4');
+    const r = await runCli(['generate', ...SMALL, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/random weights/);
+    expect(r.stderr).toContain('Wan-AI/Wan2.2-TI2V-5B-Diffusers');
+    expect(r.stderr).toMatch(/\[denoise\] 2\/2/); // not a TTY: plain progress lines
+    const s = probe(out);
+    expect([s.codec_name, s.width, s.height, Number(s.nb_read_frames)]).toEqual(['h264', 32, 32, 5]);
+  });
+
+  it('--json prints one object per line: progress events in order, then done', async () => {
+    const out = path.join(dir, 'json.webm');
+    const r = await runCli(['generate', ...SMALL, '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = jsonLines(r.stdout);
+    const denoise = lines.filter((l) => l.event === 'progress' && l.stage === 'denoise');
+    expect(denoise.map((l) => [l.step, l.totalSteps])).toEqual([[1, 2], [2, 2]]);
+    for (const l of denoise) expect(typeof l.elapsedMs).toBe('number');
+    const done = lines[lines.length - 1];
+    expect(done).toMatchObject({ event: 'done', out, width: 32, height: 32, numFrames: 5 });
+    expect(existsSync(out)).toBe(true);
+  });
+
+  it('Ctrl-C (SIGINT) aborts, exits 130 and leaves no output file', async () => {
+    const target = path.join(dir, 'interrupted');
+    const out = path.join(target, 'never.mp4');
+    const run = startCli(['generate', ...SMALL.slice(0, -4), '--steps', '200', '--seed', '1', '--out', out, '--json']);
+    // Interrupt once denoising is under way.
+    while (!run.stdout().includes('"stage":"denoise"')) {
+      if (run.child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(target) ? await readdir(target) : []).toEqual([]);
+    const last = jsonLines(r.stdout).at(-1)!;
+    expect(last).toMatchObject({ event: 'error', code: 'ERR_WAN_ABORTED' });
+  });
+});
