@@ -1,0 +1,285 @@
+#include "wan_transformer.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "attention.h"
+#include "core/errors.h"
+
+namespace wan {
+
+namespace {
+
+std::string shapeString(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+WanLinear loadLinear(WeightSource& w, const std::string& prefix, int64_t out, int64_t in, at::ScalarType dtype) {
+  return {w.get(prefix + ".weight", {out, in}, dtype), w.get(prefix + ".bias", {out}, dtype)};
+}
+
+WanAttentionWeights loadAttention(WeightSource& w, const std::string& prefix, int64_t dim, at::ScalarType dtype) {
+  WanAttentionWeights a;
+  a.toQ = loadLinear(w, prefix + ".to_q", dim, dim, dtype);
+  a.toK = loadLinear(w, prefix + ".to_k", dim, dim, dtype);
+  a.toV = loadLinear(w, prefix + ".to_v", dim, dim, dtype);
+  a.toOut = loadLinear(w, prefix + ".to_out.0", dim, dim, dtype);
+  a.normQ = w.get(prefix + ".norm_q.weight", {dim}, at::kFloat);
+  a.normK = w.get(prefix + ".norm_k.weight", {dim}, at::kFloat);
+  return a;
+}
+
+// LayerNorm without affine over the last dim, in float32 (FP32LayerNorm).
+at::Tensor layerNorm(const at::Tensor& x, double eps) {
+  return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, eps);
+}
+
+// RMSNorm over the full inner dim (all heads together), computed in float32.
+at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor inv = at::rsqrt(xf.pow(2).mean(-1, true).add_(eps));
+  return (xf * inv).mul_(weight).to(x.scalar_type());
+}
+
+// Rotates interleaved pairs (x[2j], x[2j+1]) of x [B, S, H, D] by the angles whose cos/sin are
+// [S, D/2]; in float32 like the reference, result in x's dtype.
+at::Tensor applyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t b = x.size(0), s = x.size(1), h = x.size(2), d = x.size(3);
+  at::Tensor pairs = x.to(at::kFloat).reshape({b, s, h, d / 2, 2});
+  at::Tensor x1 = pairs.select(-1, 0), x2 = pairs.select(-1, 1);
+  at::Tensor c = cos.view({1, s, 1, d / 2}), sn = sin.view({1, s, 1, d / 2});
+  return at::stack({x1 * c - x2 * sn, x1 * sn + x2 * c}, -1).view({b, s, h, d}).to(x.scalar_type());
+}
+
+// Row `row` of a [1, n, dim] float32 table plus v ([B, dim] or [B, seq, dim]), broadcastable over
+// tokens: [B, 1, dim] or [B, seq, dim] float32.
+at::Tensor modulation(const at::Tensor& table, int64_t row, const at::Tensor& v) {
+  at::Tensor x = v.dim() == 2 ? v.unsqueeze(1) : v;
+  return x.to(at::kFloat) + table.select(1, row);
+}
+
+// cos/sin of position * 1/10000^(2j/axisDim) for positions [0, count): [count, axisDim/2] float64.
+std::pair<at::Tensor, at::Tensor> axisAngles(int64_t count, int64_t axisDim) {
+  auto f64 = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor inv = at::pow(10000.0, at::arange(0, axisDim, 2, f64).slice(0, 0, axisDim / 2) / static_cast<double>(axisDim)).reciprocal();
+  at::Tensor angles = at::outer(at::arange(count, f64), inv);
+  return {angles.cos(), angles.sin()};
+}
+
+}  // namespace
+
+std::unique_ptr<WanTransformer> WanTransformer::load(const std::string& dir, at::ScalarType dtype, at::Device device) {
+  TransformerConfig config = readTransformerConfig(dir + "/config.json");
+  WeightLoader loader(TensorStore::openFolder(dir), dtype, device);
+  return std::make_unique<WanTransformer>(config, loader);
+}
+
+WanTransformer::WanTransformer(const TransformerConfig& config, WeightSource& w)
+    : config_(config), dtype_(w.dtype()), device_(w.device()) {
+  const int64_t dim = config.dim();
+  const auto [pt, ph, pw] = config.patchSize;
+  const at::ScalarType f32 = at::kFloat;
+  patchWeight = w.get("patch_embedding.weight", {dim, config.inChannels, pt, ph, pw}).reshape({dim, -1});
+  patchBias = w.get("patch_embedding.bias", {dim});
+  timeLinear1 = loadLinear(w, "condition_embedder.time_embedder.linear_1", dim, config.freqDim, f32);
+  timeLinear2 = loadLinear(w, "condition_embedder.time_embedder.linear_2", dim, dim, f32);
+  timeProj = loadLinear(w, "condition_embedder.time_proj", 6 * dim, dim, dtype_);
+  textLinear1 = loadLinear(w, "condition_embedder.text_embedder.linear_1", dim, config.textDim, dtype_);
+  textLinear2 = loadLinear(w, "condition_embedder.text_embedder.linear_2", dim, dim, dtype_);
+  for (int64_t i = 0; i < config.numLayers; ++i) {
+    const std::string p = "blocks." + std::to_string(i);
+    WanBlockWeights b;
+    b.selfAttn = loadAttention(w, p + ".attn1", dim, dtype_);
+    b.crossAttn = loadAttention(w, p + ".attn2", dim, dtype_);
+    if (config.crossAttnNorm) {
+      b.norm2Weight = w.get(p + ".norm2.weight", {dim}, f32);
+      b.norm2Bias = w.get(p + ".norm2.bias", {dim}, f32);
+    }
+    b.ffnIn = loadLinear(w, p + ".ffn.net.0.proj", config.ffnDim, dim, dtype_);
+    b.ffnOut = loadLinear(w, p + ".ffn.net.2", dim, config.ffnDim, dtype_);
+    b.scaleShiftTable = w.get(p + ".scale_shift_table", {1, 6, dim}, f32);
+    blocks_.push_back(std::move(b));
+  }
+  projOut = loadLinear(w, "proj_out", config.outChannels * pt * ph * pw, dim, dtype_);
+  scaleShiftTable = w.get("scale_shift_table", {1, 2, dim}, f32);
+  w.finish();
+}
+
+void WanTransformer::forEachWeight(const std::function<void(at::Tensor&)>& fn) {
+  auto linear = [&](WanLinear& l) {
+    fn(l.weight);
+    fn(l.bias);
+  };
+  auto attn = [&](WanAttentionWeights& a) {
+    linear(a.toQ), linear(a.toK), linear(a.toV), linear(a.toOut);
+    fn(a.normQ), fn(a.normK);
+  };
+  fn(patchWeight), fn(patchBias);
+  linear(timeLinear1), linear(timeLinear2), linear(timeProj), linear(textLinear1), linear(textLinear2);
+  for (auto& b : blocks_) {
+    attn(b.selfAttn), attn(b.crossAttn);
+    if (b.norm2Weight.defined()) fn(b.norm2Weight), fn(b.norm2Bias);
+    linear(b.ffnIn), linear(b.ffnOut);
+    fn(b.scaleShiftTable);
+  }
+  linear(projOut);
+  fn(scaleShiftTable);
+}
+
+int64_t WanTransformer::parameterCount() const {
+  int64_t n = 0;
+  const_cast<WanTransformer*>(this)->forEachWeight([&](at::Tensor& t) { n += t.numel(); });
+  return n;
+}
+
+void WanTransformer::to(at::Device device) {
+  if (device == device_) return;
+  forEachWeight([&](at::Tensor& t) { t = t.to(device); });
+  device_ = device;
+}
+
+std::pair<at::Tensor, at::Tensor> WanTransformer::ropeTables(int64_t frames, int64_t height, int64_t width) const {
+  const int64_t d = config_.headDim;
+  const int64_t hDim = 2 * (d / 6), tDim = d - 2 * hDim;
+  auto [cosT, sinT] = axisAngles(frames, tDim);
+  auto [cosH, sinH] = axisAngles(height, hDim);
+  auto [cosW, sinW] = axisAngles(width, hDim);
+  auto grid = [&](const at::Tensor& t, const at::Tensor& h, const at::Tensor& w) {
+    at::Tensor full = at::cat({t.view({frames, 1, 1, -1}).expand({frames, height, width, -1}),
+                               h.view({1, height, 1, -1}).expand({frames, height, width, -1}),
+                               w.view({1, 1, width, -1}).expand({frames, height, width, -1})},
+                              -1);
+    // The reference's tables are float64 rounded to float32.
+    return full.reshape({frames * height * width, d / 2}).to(at::kFloat).to(device_);
+  };
+  return {grid(cosT, cosH, cosW), grid(sinT, sinH, sinW)};
+}
+
+at::Tensor WanTransformer::attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
+                                     const at::Tensor* ropeCos, const at::Tensor* ropeSin) const {
+  const int64_t b = x.size(0), s = x.size(1), l = context.size(1), h = config_.numHeads, d = config_.headDim;
+  at::Tensor q = rmsNorm(w.toQ(x), w.normQ, config_.eps).view({b, s, h, d});
+  at::Tensor k = rmsNorm(w.toK(context), w.normK, config_.eps).view({b, l, h, d});
+  at::Tensor v = w.toV(context).view({b, l, h, d});
+  if (ropeCos) {
+    q = applyRope(q, *ropeCos, *ropeSin);
+    k = applyRope(k, *ropeCos, *ropeSin);
+  }
+  at::Tensor out = wan::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));  // [B, H, S, D]
+  return w.toOut(out.transpose(1, 2).reshape({b, s, h * d}));
+}
+
+at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& input, const at::Tensor& context,
+                                 const at::Tensor& timestepProj, const at::Tensor& ropeCos, const at::Tensor& ropeSin) const {
+  const int64_t dim = config_.dim();
+  const double eps = config_.eps;
+  auto mod = [&](int64_t i) { return modulation(w.scaleShiftTable, i, timestepProj.narrow(-1, i * dim, dim)); };
+
+  // Self-attention, modulated and gated.
+  at::Tensor shift = mod(0), scale = mod(1), gate = mod(2);
+  at::Tensor h = (layerNorm(input, eps) * (scale + 1) + shift).to(dtype_);
+  at::Tensor x = (input.to(at::kFloat) + attention(w.selfAttn, h, h, &ropeCos, &ropeSin) * gate).to(dtype_);
+
+  // Cross-attention over every text row (no mask), not gated.
+  h = w.norm2Weight.defined() ? at::layer_norm(x.to(at::kFloat), {dim}, w.norm2Weight, w.norm2Bias, eps).to(dtype_) : x;
+  x = x + attention(w.crossAttn, h, context, nullptr, nullptr);
+
+  // Feed-forward, modulated and gated.
+  shift = mod(3), scale = mod(4), gate = mod(5);
+  h = (layerNorm(x, eps) * (scale + 1) + shift).to(dtype_);
+  at::Tensor ffn = w.ffnOut(at::gelu(w.ffnIn(h), "tanh"));
+  return (x.to(at::kFloat) + ffn.to(at::kFloat) * gate).to(dtype_);
+}
+
+at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor& timestepIn, const at::Tensor& contextIn,
+                                   TransformerDebug* debug, const RunContext* ctx) const {
+  c10::InferenceMode inference;
+  const TransformerConfig& c = config_;
+  const auto [pt, ph, pw] = c.patchSize;
+  const int64_t dim = c.dim();
+
+  // ---- input checks
+  if (hiddenIn.dim() != 5 || !at::isFloatingType(hiddenIn.scalar_type()) || hiddenIn.size(1) != c.inChannels)
+    throwBadArgument("hidden states must be a floating tensor [B, " + std::to_string(c.inChannels) + ", F, H, W]; got " +
+                     c10::toString(hiddenIn.scalar_type()) + " " + shapeString(hiddenIn.sizes()));
+  const int64_t batch = hiddenIn.size(0), frames = hiddenIn.size(2), height = hiddenIn.size(3), width = hiddenIn.size(4);
+  if (batch < 1 || frames < 1 || height < 1 || width < 1 || frames % pt || height % ph || width % pw)
+    throwBadArgument("hidden states " + shapeString(hiddenIn.sizes()) + ": B must be >= 1 and F, H, W positive multiples of the patch size [" +
+                     std::to_string(pt) + ", " + std::to_string(ph) + ", " + std::to_string(pw) + "]");
+  const int64_t f = frames / pt, hp = height / ph, wp = width / pw, seq = f * hp * wp;
+  if (f > c.ropeMaxSeqLen || hp > c.ropeMaxSeqLen || wp > c.ropeMaxSeqLen)
+    throwBadArgument("hidden states " + shapeString(hiddenIn.sizes()) + " give a patch grid larger than rope_max_seq_len " + std::to_string(c.ropeMaxSeqLen));
+  if (contextIn.dim() != 3 || !at::isFloatingType(contextIn.scalar_type()) || contextIn.size(0) != batch ||
+      contextIn.size(1) < 1 || contextIn.size(2) != c.textDim)
+    throwBadArgument("encoder hidden states must be a floating tensor [" + std::to_string(batch) + ", L, " + std::to_string(c.textDim) +
+                     "]; got " + shapeString(contextIn.sizes()));
+  const bool tsNumeric = at::isFloatingType(timestepIn.scalar_type()) || at::isIntegralType(timestepIn.scalar_type(), false);
+  const bool perToken = timestepIn.dim() == 2;
+  const bool tsShapeOk = (timestepIn.dim() <= 1 && (timestepIn.numel() == 1 || timestepIn.numel() == batch)) ||
+                         (perToken && timestepIn.size(0) == batch && timestepIn.size(1) == seq);
+  if (!tsNumeric || !tsShapeOk)
+    throwBadArgument("timestep must be a numeric tensor [" + std::to_string(batch) + "] (or one value) or per-token [" + std::to_string(batch) +
+                     ", " + std::to_string(seq) + "]; got " + shapeString(timestepIn.sizes()));
+
+  const at::Tensor hidden = hiddenIn.to(device_, dtype_);
+  const at::Tensor context = contextIn.to(device_, dtype_);
+  at::Tensor timestep = timestepIn.to(device_, at::kFloat).reshape({-1});
+  if (!perToken && timestep.numel() == 1) timestep = timestep.expand({batch});
+
+  // ---- rotary tables and patch embedding (Conv3d with kernel = stride = patch, as one matmul)
+  auto [ropeCos, ropeSin] = ropeTables(f, hp, wp);
+  at::Tensor patches = hidden.reshape({batch, c.inChannels, f, pt, hp, ph, wp, pw})
+                           .permute({0, 2, 4, 6, 1, 3, 5, 7})
+                           .reshape({batch, seq, -1});
+  at::Tensor x = at::linear(patches, patchWeight, patchBias);  // [B, seq, dim]
+  if (debug) {
+    const int64_t half = c.headDim / 2;
+    debug->add("rope_cos", ropeCos.unsqueeze(-1).expand({seq, half, 2}).reshape({1, seq, 1, c.headDim}));
+    debug->add("rope_sin", ropeSin.unsqueeze(-1).expand({seq, half, 2}).reshape({1, seq, 1, c.headDim}));
+    debug->add("patch_embedding", x.view({batch, f, hp, wp, dim}).permute({0, 4, 1, 2, 3}));
+  }
+
+  // ---- timestep embedding: sinusoid [cos, sin] -> time_embedder (float32) -> time_proj. The
+  // frequencies are float32 as in the reference; t * freq is formed in float64 (as the official
+  // code does; measured 7x closer to the fixtures than a float32 product, whose rounding at
+  // t ~ 1000 is ~6e-5 rad) and the sinusoid rounded to float32.
+  const int64_t half = c.freqDim / 2;
+  at::Tensor freqs = at::exp(at::arange(0, half, at::TensorOptions().dtype(at::kFloat).device(device_)) * -std::log(10000.0) / static_cast<double>(half));
+  at::Tensor args = timestep.to(at::kDouble).unsqueeze(1) * freqs.to(at::kDouble).unsqueeze(0);
+  at::Tensor sinusoid = at::cat({at::cos(args), at::sin(args)}, -1).to(at::kFloat);
+  at::Tensor temb = timeLinear2(at::silu(timeLinear1(sinusoid))).to(dtype_);  // [B or B*seq, dim]
+  at::Tensor timestepProj = timeProj(at::silu(temb));                         // [B or B*seq, 6*dim]
+  if (perToken) {
+    temb = temb.view({batch, seq, dim});
+    timestepProj = timestepProj.view({batch, seq, 6 * dim});
+  }
+  if (debug) {
+    debug->add("temb", temb);
+    debug->add("timestep_proj", timestepProj);
+  }
+
+  // ---- text projection
+  at::Tensor text = textLinear2(at::gelu(textLinear1(context), "tanh"));
+
+  // ---- blocks
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (ctx) ctx->checkCancelled();
+    x = block(blocks_[i], x, text, timestepProj, ropeCos, ropeSin);
+    if (debug) debug->add("block_" + std::to_string(i) + "_out", x);
+  }
+
+  // ---- output head and unpatchify (proj_out features ordered (pt, ph, pw, C))
+  at::Tensor shift = modulation(scaleShiftTable, 0, temb), scale = modulation(scaleShiftTable, 1, temb);
+  x = (layerNorm(x, c.eps) * (scale + 1) + shift).to(dtype_);
+  x = projOut(x);
+  x = x.view({batch, f, hp, wp, pt, ph, pw, c.outChannels}).permute({0, 7, 1, 4, 2, 5, 3, 6});
+  return x.reshape({batch, c.outChannels, frames, height, width}).to(at::kFloat);
+}
+
+}  // namespace wan
