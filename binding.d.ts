@@ -90,6 +90,81 @@ export interface SchedulerRunOptions {
   shift?: number;
 }
 
+export interface NativePipelineOptions {
+  device?: string;
+  dtype?: string;
+  textEncoderDevice?: string;
+  vaeDtype?: string;
+  offload?: 'none' | 'model' | 'sequential';
+}
+
+export interface NativeGenerateRequest {
+  /** int64 [B, 512] token ids and masks to encode (or the embeddings below). */
+  promptIds?: TensorData;
+  promptMask?: TensorData;
+  negativeIds?: TensorData;
+  negativeMask?: TensorData;
+  promptEmbeds?: TensorData;
+  negativePromptEmbeds?: TensorData;
+  /** I2V: [1, 3, height, width] float32 in [-1, 1]. */
+  image?: TensorData;
+  latents?: TensorData;
+  width: number;
+  height: number;
+  numFrames: number;
+  steps: number;
+  guidanceScale: number;
+  guidanceScale2?: number;
+  shift?: number;
+  sampler?: 'unipc' | 'euler' | 'unipc-official';
+  seed?: number;
+  numVideosPerPrompt?: number;
+  outputLatents?: boolean;
+  /** Keep per-step latents and model timesteps (parity runs). */
+  recordSteps?: boolean;
+  tiled?: 'on' | 'off' | 'auto';
+}
+
+export interface NativeGenerateResult {
+  /** [B, 3, F, H, W] float32 in [-1, 1] (absent when outputLatents). */
+  video?: TensorData;
+  latents: TensorData;
+  decoderInput?: TensorData;
+  promptEmbeds: TensorData;
+  negativePromptEmbeds?: TensorData;
+  timesteps: TensorData;
+  sigmas: TensorData;
+  expertPerStep: TensorData;
+  latentsPerStep?: TensorData;
+  modelTimestepPerStep?: TensorData;
+  condition?: TensorData;
+}
+
+export interface NativePipelineInfo {
+  family: 't2v-a14b' | 'i2v-a14b' | 'ti2v-5b';
+  className: string;
+  hasTransformer2: boolean;
+  expandTimesteps: boolean;
+  boundaryRatio?: number;
+  numTrainTimesteps: number;
+  flowShift: number;
+  zDim: number;
+  scaleFactorSpatial: number;
+  scaleFactorTemporal: number;
+  patchSize: number;
+  textDim: number;
+  device: string;
+  dtype: string;
+  cachedPrompts: number;
+}
+
+export interface NativePipeline {
+  generate(request: NativeGenerateRequest, token?: CancelToken, onProgress?: ProgressCallback): Promise<NativeGenerateResult>;
+  info(): NativePipelineInfo;
+  clearPromptCache(): void;
+  dispose(): void;
+}
+
 export interface NativeBinding {
   CancelToken: typeof CancelToken;
   runtimeInfo(): NativeRuntimeInfo;
@@ -112,6 +187,7 @@ export interface NativeBinding {
   loadTransformer(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTransformer>;
   loadTextEncoder(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTextEncoder>;
   loadVae(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeVae>;
+  loadPipeline(dir: string, options?: NativePipelineOptions, token?: CancelToken, onProgress?: ProgressCallback): Promise<NativePipeline>;
   /** Runs the sampler over given model outputs [steps, ...sample.shape] (one per step): the scheduler parity entry point.
    *  sample float32 or float64 (computed in that precision); prevSamples [steps, ...sample.shape]. */
   runScheduler(options: SchedulerRunOptions, sample: TensorData, modelOutputs: TensorData): Promise<{ timesteps: TensorData; sigmas: TensorData; prevSamples: TensorData }>;

@@ -49,6 +49,8 @@ export interface GenerateOptions {
   output?: 'frames' | 'latents';
   /** VAE tiling for decode: 'auto' (default) tiles only when the untiled decode would not fit. */
   tiled?: boolean | 'auto';
+  /** Also return the decoded float video (`video.float`, [1, 3, F, H, W] in [-1, 1]). */
+  returnFloat?: boolean;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -67,4 +69,17 @@ export interface ProgressEvent {
   etaMs?: number;
   /** warning: what was changed (e.g. a rounded size). */
   message?: string;
+}
+
+/** The settings a generate() call used after defaults and rounding. */
+export interface GenerationSettings {
+  width: number;
+  height: number;
+  numFrames: number;
+  steps: number;
+  guidanceScale: number;
+  guidanceScale2?: number;
+  shift: number;
+  sampler: string;
+  seed: number;
 }

@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import type { TensorData } from '../binding.js';
 import { badArgument, WanError } from './errors.js';
 import { abortedError, runFfmpeg } from './ffmpeg.js';
+import type { GenerationSettings } from './types.js';
 
 export type VideoFormat = 'mp4' | 'webm' | 'gif';
 export type VideoQuality = 'high' | 'medium' | 'low';
@@ -92,12 +93,20 @@ export class Video {
   readonly numFrames: number;
   /** numFrames x height x width x 3 RGB bytes, row-major. */
   readonly frames: Uint8Array;
+  /** From generate(): this video's final latents [1, C, F', H', W'] (normalized, pipeline space). */
+  latents?: TensorData;
+  /** From generate({ returnFloat: true }): the decoded video [1, 3, F, H, W] float32 in [-1, 1]. */
+  float?: TensorData;
+  /** From generate(): the settings used after defaults and rounding (size, frames, steps, seed...). */
+  settings?: GenerationSettings;
 
   constructor(init: { width: number; height: number; fps: number; numFrames: number; frames: Uint8Array }) {
     const { width, height, fps, numFrames, frames } = init;
-    for (const [name, v] of [['width', width], ['height', height], ['numFrames', numFrames]] as const) {
+    for (const [name, v] of [['width', width], ['height', height]] as const) {
       if (!Number.isInteger(v) || v < 1) throw badArgument(name, `must be a positive integer, got ${v}`);
     }
+    // 0 frames: a generate({ output: 'latents' }) result, which carries latents only.
+    if (!Number.isInteger(numFrames) || numFrames < 0) throw badArgument('numFrames', `must be a non-negative integer, got ${numFrames}`);
     if (!(fps > 0) || !Number.isFinite(fps)) throw badArgument('fps', `must be a positive number, got ${fps}`);
     const expected = numFrames * height * width * 3;
     if (frames.length !== expected) {
@@ -108,6 +117,11 @@ export class Video {
     this.fps = fps;
     this.numFrames = numFrames;
     this.frames = frames;
+  }
+
+  /** A video without frames (the result of generate({ output: 'latents' })). */
+  static empty(fps: number): Video {
+    return new Video({ width: 1, height: 1, fps, numFrames: 0, frames: new Uint8Array(0) });
   }
 
   /** Decoded video [3, F, H, W] (or [1, 3, F, H, W]) in [-1, 1] -> 8-bit frames (see floatToUint8). */
@@ -153,6 +167,7 @@ export class Video {
    */
   async save(file: string, options: SaveOptions = {}): Promise<void> {
     const target = outputTarget(file);
+    if (this.numFrames === 0) throw badArgument('output', "was 'latents': this result has no frames to save", "'frames'");
     if (options.signal?.aborted) throw abortedError('saving the video');
     if (target.kind === 'png') {
       await this.writePngSequence(target.pattern, options.signal);

@@ -2,10 +2,10 @@
 # Trains the tiny SentencePiece tokenizer bundled with the tiny demo model: a real unigram model
 # with T5's special ids (pad 0, EOS 1, unk 2, no BOS) and the tiny text encoder's vocabulary (256),
 # from the small multilingual text beside this script. Needs Debian's sentencepiece (spm_train).
-# Writes models/tiny-tokenizer/{spiece.model, tokenizer_config.json, special_tokens_map.json}.
+# Writes models/tiny/tokenizer/{spiece.model, tokenizer_config.json, special_tokens_map.json}.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-out="$here/../models/tiny-tokenizer"
+out="$here/../models/tiny/tokenizer"
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

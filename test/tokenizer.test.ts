@@ -197,7 +197,7 @@ describe('Tokenizer (SentencePiece spiece.model)', () => {
   });
 
   it('the bundled tiny tokenizer loads: T5 special ids and the tiny text encoder vocabulary', () => {
-    const tiny = Tokenizer.load(path.join(ROOT, 'models', 'tiny-tokenizer'));
+    const tiny = Tokenizer.load(path.join(ROOT, 'models', 'tiny', 'tokenizer'));
     expect(tiny.vocabSize).toBe(256);
     const t = tiny.tokenize(['A white cat on a surfboard', DEFAULT_NEGATIVE_PROMPT]);
     const got = ids(t.inputIds);
@@ -218,7 +218,7 @@ describe('tokenizer addon beside the libtorch addon', () => {
     const order = ${JSON.stringify(first)} === 'main' ? [main, tok] : [tok, main];
     const loaded = order.map((f) => require(f));
     const [m, t] = ${JSON.stringify(first)} === 'main' ? loaded : [loaded[1], loaded[0]];
-    const sp = t.loadSentencePiece(${JSON.stringify(path.join(ROOT, 'models', 'tiny-tokenizer', 'spiece.model'))});
+    const sp = t.loadSentencePiece(${JSON.stringify(path.join(ROOT, 'models', 'tiny', 'tokenizer', 'spiece.model'))});
     const r = m.randn(1, [3]);
     console.log(JSON.stringify({ ids: sp.encode('a white cat'), vocab: sp.vocabSize(), randn: r.shape }));
   `;

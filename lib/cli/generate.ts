@@ -6,6 +6,7 @@ import path from 'node:path';
 import { WanError } from '../errors.js';
 import { ffmpegVersion } from '../ffmpeg.js';
 import { packageRoot } from '../native.js';
+import { WanPipeline } from '../pipeline.js';
 import type { Device, Dtype, GenerateOptions, LoadOptions, ModelFamily, Offload, ProgressEvent, Sampler } from '../types.js';
 import { outputTarget, type Video } from '../video.js';
 import { formatDuration, printJsonLine, ProgressReporter } from './progress.js';
@@ -29,17 +30,6 @@ export interface GenerateFlags {
   t5Cpu?: boolean;
   out: string;
   json?: boolean;
-}
-
-// The part of lib/pipeline.ts the CLI uses. Imported lazily so `info` works without it.
-interface Pipeline {
-  readonly family: ModelFamily;
-  on(event: 'progress', listener: (e: ProgressEvent) => void): unknown;
-  generate(options: GenerateOptions): Promise<Video>;
-  dispose(): unknown;
-}
-interface PipelineModule {
-  WanPipeline: { load(dir: string, options?: LoadOptions): Promise<Pipeline> };
 }
 
 export const REAL_MODELS = [
@@ -67,7 +57,7 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
     controller.abort();
   };
   process.on('SIGINT', onSigint);
-  let pipe: Pipeline | undefined;
+  let pipe: WanPipeline | undefined;
   const started = Date.now();
   try {
     // Everything that can be checked before the (long) load and generation is checked first.
@@ -86,7 +76,6 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
       );
     }
 
-    const { WanPipeline } = (await import(new URL('../pipeline.js', import.meta.url).href)) as PipelineModule;
     pipe = await WanPipeline.load(modelDir, {
       device: flags.device,
       dtype: flags.dtype,

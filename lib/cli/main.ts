@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 
 import { packageRoot } from '../native.js';
+import { runParity } from '../parity.js';
 import type { Dtype, Offload, Sampler } from '../types.js';
 import { runGenerate, type GenerateFlags } from './generate.js';
 import { runInfo, type InfoFlags } from './info.js';
@@ -15,11 +16,6 @@ import { reportError } from './generate.js';
 const SAMPLERS: Sampler[] = ['unipc', 'euler', 'unipc-official'];
 const DTYPES: Dtype[] = ['float32', 'bfloat16', 'float16'];
 const OFFLOADS: Offload[] = ['none', 'model', 'sequential'];
-
-// lib/parity.ts (the lead's), loaded only by the parity command.
-interface ParityModule {
-  runParity(dir: string, options: { log: (line: string) => void }): Promise<boolean | number | { ok: boolean }>;
-}
 
 function packageVersion(): string {
   try {
@@ -75,10 +71,8 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .argument('<dir>', 'fixtures folder holding manifest.json (e.g. test/fixtures/wan-tiny)')
     .action(async (dir: string) => {
       try {
-        const { runParity } = (await import(new URL('../parity.js', import.meta.url).href)) as ParityModule;
-        const result = await runParity(dir, { log: (line) => process.stdout.write(`${line}\n`) });
-        const ok = typeof result === 'object' ? result.ok : typeof result === 'number' ? result === 0 : result;
-        setExitCode(ok ? 0 : 1);
+        const result = await runParity(dir, (line) => process.stdout.write(`${line}\n`));
+        setExitCode(result.ok ? 0 : 1);
       } catch (err) {
         reportError(err, false);
         setExitCode(1);

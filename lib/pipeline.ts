@@ -1,0 +1,296 @@
+// WanPipeline: the public API. Validates options, applies the family defaults, tokenizes prompts,
+// prepares the conditioning image, and runs the native pipeline one call at a time (calls queue in
+// order), with progress events and AbortSignal cancellation.
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import type { NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
+import { FAMILY_DEFAULTS, type FamilyDefaults } from './defaults.js';
+import { badArgument, WanError } from './errors.js';
+import { fitToArea, imageSize, imageTensor } from './image.js';
+import { native } from './native.js';
+import { finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
+import { cleanPrompt, DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
+import type { GenerateOptions, GenerationSettings, LoadOptions, ModelFamily, ProgressEvent } from './types.js';
+import { Video } from './video.js';
+
+const LOAD_KEYS = ['device', 'dtype', 'offload', 'textEncoderDevice', 'vaeDtype', 'onProgress', 'signal'] as const;
+const GENERATE_KEYS = [
+  'prompt', 'negativePrompt', 'image', 'width', 'height', 'numFrames', 'steps', 'guidanceScale', 'guidanceScale2', 'shift',
+  'sampler', 'seed', 'numVideosPerPrompt', 'latents', 'promptEmbeds', 'negativePromptEmbeds', 'output', 'tiled', 'signal',
+  'onProgress', 'returnFloat',
+] as const;
+const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
+
+/** Connects an AbortSignal to a native CancelToken for the duration of one call. */
+function cancelTokenFor(signal: AbortSignal | undefined) {
+  const token = new (native().CancelToken)();
+  if (!signal) return { token, release: () => {} };
+  if (!(signal instanceof AbortSignal)) throw badArgument('signal', 'must be an AbortSignal');
+  const onAbort = () => token.cancel();
+  if (signal.aborted) token.cancel();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return { token, release: () => signal.removeEventListener('abort', onAbort) };
+}
+
+function abortedError(signal: AbortSignal): WanError {
+  return new WanError('ERR_WAN_ABORTED', 'the operation was aborted', { cause: signal.reason });
+}
+
+type GenerateDetails = GenerationSettings;
+
+export class WanPipeline extends EventEmitter {
+  readonly dir: string;
+  readonly family: ModelFamily;
+  readonly defaults: FamilyDefaults;
+  #native: NativePipeline | undefined;
+  #info: NativePipelineInfo;
+  #tokenizer: Tokenizer | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #disposed = false;
+
+  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | undefined) {
+    super();
+    this.dir = dir;
+    this.#native = nativePipeline;
+    this.#info = nativePipeline.info();
+    this.family = this.#info.family;
+    this.defaults = FAMILY_DEFAULTS[this.family];
+    this.#tokenizer = tokenizer;
+  }
+
+  /** Loads a Wan2.2 Diffusers folder (model_index.json, scheduler/, text_encoder/, tokenizer/, transformer/, [transformer_2/], vae/). */
+  static async load(dir: string, options: LoadOptions = {}): Promise<WanPipeline> {
+    if (typeof dir !== 'string' || dir === '') throw badArgument('dir', 'must be the path of a model folder');
+    if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
+    rejectUnknown(options, LOAD_KEYS, 'load');
+    const device = options.device ?? 'cpu';
+    if (!isDevice(device)) throw badArgument('device', `is ${JSON.stringify(device)}`, "'cpu', 'cuda', 'cuda:N'");
+    if (options.textEncoderDevice !== undefined && !isDevice(options.textEncoderDevice))
+      throw badArgument('textEncoderDevice', `is ${JSON.stringify(options.textEncoderDevice)}`, "'cpu', 'cuda', 'cuda:N'");
+    const dtype = oneOf(options.dtype ?? (device === 'cpu' ? 'float32' : 'bfloat16'), 'dtype', DTYPES);
+    const vaeDtype = oneOf(options.vaeDtype ?? 'float32', 'vaeDtype', DTYPES);
+    const offload = oneOf(options.offload ?? 'none', 'offload', ['none', 'model', 'sequential'] as const);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
+    if (options.signal?.aborted) throw abortedError(options.signal);
+
+    const resolved = path.resolve(dir);
+    const tokenizerDir = path.join(resolved, 'tokenizer');
+    const tokenizer = existsSync(tokenizerDir) ? await Tokenizer.load(tokenizerDir) : undefined;
+    const { token, release } = cancelTokenFor(options.signal);
+    const onProgress = (e: ProgressEvent) => options.onProgress?.(e);
+    try {
+      const nativePipeline = await native().loadPipeline(
+        resolved,
+        { device, dtype, textEncoderDevice: options.textEncoderDevice ?? device, vaeDtype, offload },
+        token,
+        (e) => onProgress(e as ProgressEvent),
+      );
+      return new WanPipeline(resolved, nativePipeline, tokenizer);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Generates one video. For several (prompt lists, numVideosPerPrompt > 1) use generateBatch().
+   * With `output: 'latents'` the video has no frames (numFrames 0) and carries `latents` only.
+   */
+  async generate(options: GenerateOptions): Promise<Video> {
+    const videos = await this.generateBatch(options);
+    if (videos.length !== 1) throw badArgument('prompt', `gives ${videos.length} videos; use generateBatch() for several`);
+    return videos[0];
+  }
+
+  /** Generates one video per prompt and per numVideosPerPrompt, in prompt order (prompt 0's videos first). */
+  generateBatch(options: GenerateOptions): Promise<Video[]> {
+    // Calls made before dispose() still run; calls after it are refused at once.
+    if (this.#disposed) return Promise.reject(new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again'));
+    const run = () => this.#run(options);
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  /** Frees the native models. Later calls reject with ERR_WAN_DISPOSED. Waits for queued calls. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.#queue;
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  /** What the native side reports about the loaded model. */
+  info(): NativePipelineInfo {
+    if (this.#disposed || !this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
+    return this.#native.info();
+  }
+
+  #emit(event: ProgressEvent, options: GenerateOptions): void {
+    this.emit('progress', event);
+    options.onProgress?.(event);
+  }
+
+  #warn(message: string, options: GenerateOptions): void {
+    this.#emit({ stage: 'warning', step: 0, totalSteps: 0, elapsedMs: 0, message }, options);
+  }
+
+  async #run(options: GenerateOptions): Promise<Video[]> {
+    if (!this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
+    const { request, details, fps } = await this.#prepare(options);
+    if (options.signal?.aborted) throw abortedError(options.signal);
+    const { token, release } = cancelTokenFor(options.signal);
+    let result: NativeGenerateResult;
+    try {
+      result = await this.#native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options));
+    } finally {
+      release();
+    }
+    return splitResult(result, fps, options.returnFloat === true, details);
+  }
+
+  async #prepare(options: GenerateOptions) {
+    if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
+    rejectUnknown(options, GENERATE_KEYS, 'generate');
+    const d = this.defaults;
+    const isA14b = this.family !== 'ti2v-5b';
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
+    const sampler = oneOf(options.sampler ?? 'unipc', 'sampler', ['unipc', 'euler', 'unipc-official'] as const);
+    const steps = integer(options.steps ?? d.steps, 'steps', 1, 1000);
+    const guidanceScale = finiteNumber(options.guidanceScale ?? d.guidanceScale, 'guidanceScale', 0, 100);
+    let guidanceScale2: number | undefined;
+    if (options.guidanceScale2 !== undefined) {
+      if (!isA14b) throw badArgument('guidanceScale2', 'is only for the two-expert A14B models');
+      guidanceScale2 = finiteNumber(options.guidanceScale2, 'guidanceScale2', 0, 100);
+    } else if (isA14b) {
+      // The family default applies only when the caller keeps the default high-noise scale too.
+      guidanceScale2 = options.guidanceScale === undefined ? d.guidanceScale2 : guidanceScale;
+    }
+    const shift = finiteNumber(options.shift ?? d.shift, 'shift', 0, 1000, true);
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+    integer(seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+    const numVideosPerPrompt = integer(options.numVideosPerPrompt ?? 1, 'numVideosPerPrompt', 1, 64);
+    const output = oneOf(options.output ?? 'frames', 'output', ['frames', 'latents'] as const);
+    const tiledOption = options.tiled ?? 'auto';
+    if (tiledOption !== true && tiledOption !== false && tiledOption !== 'auto') throw badArgument('tiled', `is ${JSON.stringify(tiledOption)}`, "true, false, 'auto'");
+    const tiled = tiledOption === 'auto' ? 'auto' : tiledOption ? 'on' : 'off';
+
+    // Image and size.
+    const needsImage = this.family === 'i2v-a14b';
+    if (needsImage && options.image === undefined) throw badArgument('image', 'is required by the I2V-A14B model');
+    if (this.family === 't2v-a14b' && options.image !== undefined) throw badArgument('image', 'is not used by T2V-A14B', 'an I2V-A14B or TI2V-5B model');
+    let width = options.width;
+    let height = options.height;
+    if (options.image !== undefined && (width === undefined || height === undefined)) {
+      const size = await imageSize(options.image);
+      const fitted = fitToArea(size.width, size.height, d.area, d.sizeMultiple);
+      width ??= fitted.width;
+      height ??= fitted.height;
+    }
+    width = integer(width ?? d.width, 'width', 1, 8192);
+    height = integer(height ?? d.height, 'height', 1, 8192);
+    const multiple = this.#info.scaleFactorSpatial * this.#info.patchSize;
+    const w = Math.floor(width / multiple) * multiple;
+    const h = Math.floor(height / multiple) * multiple;
+    if (w < multiple || h < multiple) throw badArgument(width < multiple ? 'width' : 'height', `is below ${multiple}`, `a multiple of ${multiple}`);
+    if (w !== width || h !== height) {
+      this.#warn(`width and height must be multiples of ${multiple}; using ${w}x${h} instead of ${width}x${height}`, options);
+      width = w;
+      height = h;
+    }
+    let numFrames = integer(options.numFrames ?? d.numFrames, 'numFrames', 1, 10_000);
+    const ft = this.#info.scaleFactorTemporal;
+    if (numFrames % ft !== 1) {
+      const rounded = Math.max(Math.floor(numFrames / ft) * ft + 1, 1);
+      this.#warn(`numFrames - 1 must be divisible by ${ft}; using ${rounded} instead of ${numFrames}`, options);
+      numFrames = rounded;
+    }
+
+    // Text conditioning: token ids (encoded natively, cached) or caller-given embeddings.
+    const request: NativeGenerateRequest = {
+      width, height, numFrames, steps, guidanceScale, guidanceScale2, shift, sampler, seed, numVideosPerPrompt,
+      outputLatents: output === 'latents', tiled,
+    };
+    const cfg = guidanceScale > 1;
+    if (options.prompt !== undefined && options.promptEmbeds !== undefined) throw badArgument('prompt', 'and promptEmbeds are exclusive; pass one');
+    if (options.negativePrompt !== undefined && options.negativePromptEmbeds !== undefined) throw badArgument('negativePrompt', 'and negativePromptEmbeds are exclusive; pass one');
+    let batch: number;
+    if (options.promptEmbeds !== undefined) {
+      request.promptEmbeds = checkTensor(options.promptEmbeds, 'promptEmbeds', 3);
+      batch = options.promptEmbeds.shape[0];
+    } else {
+      const prompts = promptList(options.prompt, 'prompt');
+      batch = prompts.length;
+      const ids = this.#tokenize(prompts);
+      request.promptIds = ids.inputIds;
+      request.promptMask = ids.attentionMask;
+    }
+    if (cfg) {
+      if (options.negativePromptEmbeds !== undefined) {
+        request.negativePromptEmbeds = checkTensor(options.negativePromptEmbeds, 'negativePromptEmbeds', 3);
+      } else {
+        let negatives = promptList(options.negativePrompt ?? DEFAULT_NEGATIVE_PROMPT, 'negativePrompt', true);
+        if (negatives.length === 1 && batch > 1) negatives = Array(batch).fill(negatives[0]);
+        if (negatives.length !== batch) throw badArgument('negativePrompt', `has ${negatives.length} entries but there are ${batch} prompts`);
+        const ids = this.#tokenize(negatives);
+        request.negativeIds = ids.inputIds;
+        request.negativeMask = ids.attentionMask;
+      }
+    }
+    if (options.latents !== undefined) request.latents = checkTensor(options.latents, 'latents', 5);
+    if (options.image !== undefined) request.image = await imageTensor(options.image, width, height);
+
+    const details: GenerateDetails = { width, height, numFrames, steps, guidanceScale, guidanceScale2, shift, sampler, seed };
+    return { request, details, fps: d.fps };
+  }
+
+  #tokenize(prompts: string[]) {
+    if (!this.#tokenizer) {
+      throw new WanError(
+        'ERR_WAN_BAD_CHECKPOINT',
+        `${this.dir} has no tokenizer/ folder (spiece.model), so text prompts cannot be encoded; add the tokenizer of the Diffusers repo or pass promptEmbeds`,
+      );
+    }
+    return this.#tokenizer.tokenize(prompts.map(cleanPrompt), 512);
+  }
+}
+
+/** Sample `i` of a [B, ...] tensor as [1, ...]. */
+function sample(t: TensorData, i: number): TensorData {
+  const per = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  const data = (t.data as Float32Array).slice(i * per, (i + 1) * per);
+  return { dtype: t.dtype, shape: [1, ...t.shape.slice(1)], data };
+}
+
+function splitResult(result: NativeGenerateResult, fps: number, returnFloat: boolean, details: GenerateDetails): Video[] {
+  const count = result.latents.shape[0];
+  const videos: Video[] = [];
+  for (let i = 0; i < count; i++) {
+    const video = result.video ? Video.fromFloat(sample(result.video, i), fps) : Video.empty(fps);
+    video.latents = sample(result.latents, i);
+    if (returnFloat && result.video) video.float = sample(result.video, i);
+    video.settings = details;
+    videos.push(video);
+  }
+  return videos;
+}
+
+function promptList(value: unknown, name: string, allowEmpty = false): string[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.length === 0 || list.some((p) => typeof p !== 'string')) {
+    throw badArgument(name, 'must be a string or a non-empty array of strings');
+  }
+  if (!allowEmpty && list.some((p) => p.trim() === '') && name === 'prompt') {
+    // An empty prompt is legal for the reference (it encodes EOS only); keep it, but say so.
+  }
+  return list as string[];
+}
+
+function checkTensor(t: TensorData, name: string, dims: number): TensorData {
+  if (!t || typeof t !== 'object' || !Array.isArray(t.shape) || t.shape.length !== dims || !(t.data instanceof Float32Array)) {
+    throw badArgument(name, `must be a float32 tensor { dtype, shape, data } with ${dims} dimensions`);
+  }
+  return t;
+}

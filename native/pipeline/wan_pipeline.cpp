@@ -1,0 +1,298 @@
+#include "pipeline/wan_pipeline.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/errors.h"
+#include "core/rng.h"
+#include "models/expert_pair.h"
+#include "models/scheduler.h"
+#include "models/umt5_encoder.h"
+#include "models/wan_transformer.h"
+#include "models/wan_vae.h"
+
+namespace fs = std::filesystem;
+
+namespace wan {
+
+const char* familyName(ModelFamily f) {
+  switch (f) {
+    case ModelFamily::T2vA14b: return "t2v-a14b";
+    case ModelFamily::I2vA14b: return "i2v-a14b";
+    case ModelFamily::Ti2v5b: return "ti2v-5b";
+  }
+  return "?";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double msSince(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
+
+std::string shapeOf(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+void requireShape(const at::Tensor& t, const std::vector<int64_t>& shape, const std::string& what) {
+  if (t.sizes().vec() != shape) {
+    std::string want = "[";
+    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    throwBadArgument(what + " has shape " + shapeOf(t) + ", expected " + want + "]");
+  }
+}
+
+}  // namespace
+
+WanPipeline::~WanPipeline() = default;
+
+const TransformerConfig& WanPipeline::transformerConfig() const { return experts_->expert(ExpertPair::Expert::High).config(); }
+const VaeConfig& WanPipeline::vaeConfig() const { return vae_->config(); }
+int64_t WanPipeline::textDim() const { return transformerConfig().textDim; }
+
+std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const PipelineOptions& options, const RunContext& ctx) {
+  std::unique_ptr<WanPipeline> p(new WanPipeline());
+  p->dir_ = dir;
+  p->options_ = options;
+  const fs::path root(dir);
+  if (!fs::is_directory(root)) throwBadCheckpoint(dir + " is not a folder (expected a Wan2.2 Diffusers model folder)");
+  p->index_ = readModelIndex((root / "model_index.json").string());
+  p->scheduler_ = readSchedulerConfig((root / "scheduler" / "scheduler_config.json").string());
+
+  const int64_t total = p->index_.hasTransformer2 ? 4 : 3;
+  int64_t step = 0;
+  auto start = Clock::now();
+  auto loaded = [&](const char* what) {
+    ProgressEvent e;
+    e.stage = "load";
+    e.step = ++step;
+    e.totalSteps = total;
+    e.elapsedMs = msSince(start);
+    e.message = what;
+    ctx.progress(e);
+  };
+
+  ctx.checkCancelled();
+  p->textEncoder_ = Umt5Encoder::load((root / "text_encoder").string(), options.dtype, options.textEncoderDevice);
+  loaded("text_encoder");
+  ctx.checkCancelled();
+  auto high = WanTransformer::load((root / "transformer").string(), options.dtype, options.device);
+  loaded("transformer");
+  std::unique_ptr<WanTransformer> low;
+  if (p->index_.hasTransformer2) {
+    ctx.checkCancelled();
+    low = WanTransformer::load((root / "transformer_2").string(), options.dtype, options.device);
+    loaded("transformer_2");
+  }
+  p->experts_ = std::make_unique<ExpertPair>(std::move(high), std::move(low), p->index_.boundaryRatio, p->scheduler_.numTrainTimesteps);
+  ctx.checkCancelled();
+  p->vae_ = WanVae::load((root / "vae").string(), options.vaeDtype, options.device);
+  loaded("vae");
+
+  const TransformerConfig& tc = p->transformerConfig();
+  const VaeConfig& vc = p->vae_->config();
+  if (tc.outChannels != vc.zDim)
+    throwBadCheckpoint(dir + ": transformer out_channels " + std::to_string(tc.outChannels) + " does not match the VAE's z_dim " + std::to_string(vc.zDim));
+  if (tc.textDim != p->textEncoder_->config().dModel)
+    throwBadCheckpoint(dir + ": transformer text_dim " + std::to_string(tc.textDim) + " does not match the text encoder's d_model " +
+                       std::to_string(p->textEncoder_->config().dModel));
+  if (tc.inChannels == vc.zDim * 2 + 4) {
+    p->family_ = ModelFamily::I2vA14b;
+  } else if (tc.inChannels == vc.zDim) {
+    p->family_ = p->index_.expandTimesteps ? ModelFamily::Ti2v5b : ModelFamily::T2vA14b;
+  } else {
+    throwBadCheckpoint(dir + ": transformer in_channels " + std::to_string(tc.inChannels) + " fits no Wan2.2 family (z_dim " +
+                       std::to_string(vc.zDim) + ": expected " + std::to_string(vc.zDim) + " or " + std::to_string(vc.zDim * 2 + 4) + ")");
+  }
+  if (p->index_.boundaryRatio && !p->experts_->hasTwoExperts())
+    throwBadCheckpoint(dir + "/model_index.json sets boundary_ratio but the folder has no transformer_2");
+  return p;
+}
+
+at::Tensor WanPipeline::encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx) {
+  const std::string key = PromptCache::keyOf(ids, mask);
+  if (auto hit = promptCache_.get(key)) return *hit;
+  at::Tensor hidden = textEncoder_->encode(ids, mask, &ctx);
+  at::Tensor embeds = zeroPastPromptLengths(hidden, mask);
+  promptCache_.put(key, embeds);
+  return embeds;
+}
+
+void WanPipeline::validate(const GenerateRequest& r) const {
+  const VaeConfig& vc = vae_->config();
+  const TransformerConfig& tc = transformerConfig();
+  const int64_t hMult = vc.scaleFactorSpatial * tc.patchSize[1];
+  const int64_t wMult = vc.scaleFactorSpatial * tc.patchSize[2];
+  if (r.width <= 0 || r.width % wMult != 0) throwBadArgument("option 'width' is " + std::to_string(r.width) + "; it must be a positive multiple of " + std::to_string(wMult));
+  if (r.height <= 0 || r.height % hMult != 0) throwBadArgument("option 'height' is " + std::to_string(r.height) + "; it must be a positive multiple of " + std::to_string(hMult));
+  if (r.numFrames < 1 || (r.numFrames - 1) % vc.scaleFactorTemporal != 0)
+    throwBadArgument("option 'numFrames' is " + std::to_string(r.numFrames) + "; it must be " + std::to_string(vc.scaleFactorTemporal) + "k+1");
+  if (r.steps < 1 || r.steps > 1000) throwBadArgument("option 'steps' is " + std::to_string(r.steps) + "; allowed: 1..1000");
+  if (r.numVideosPerPrompt < 1 || r.numVideosPerPrompt > 64) throwBadArgument("option 'numVideosPerPrompt' must be 1..64");
+  if (!std::isfinite(r.guidanceScale) || r.guidanceScale < 0) throwBadArgument("option 'guidanceScale' must be a finite number >= 0");
+  if (r.guidanceScale2 && !index_.boundaryRatio)
+    throwBadArgument("option 'guidanceScale2' is only for the two-expert A14B models (this folder has no boundary_ratio)");
+  if (r.guidanceScale2 && (!std::isfinite(*r.guidanceScale2) || *r.guidanceScale2 < 0)) throwBadArgument("option 'guidanceScale2' must be a finite number >= 0");
+  if (family_ == ModelFamily::I2vA14b && !r.image.defined()) throwBadArgument("option 'image' is required by the I2V-A14B model");
+  if (family_ == ModelFamily::T2vA14b && r.image.defined()) throwBadArgument("option 'image' is not used by the T2V-A14B model (use I2V-A14B or TI2V-5B)");
+  if (!r.promptEmbeds.defined() && !r.promptIds.defined()) throwBadArgument("a prompt (or promptEmbeds) is required");
+}
+
+GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext& ctx) {
+  validate(r);
+  const auto start = Clock::now();
+  const VaeConfig& vc = vae_->config();
+  const TransformerConfig& tc = transformerConfig();
+  const at::Device device = options_.device;
+  GenerateResult out;
+
+  // 1. Prompt embeddings [B, 512, D] with rows past each prompt's length zeroed.
+  ProgressEvent textEvent;
+  textEvent.stage = "encode-text";
+  textEvent.step = 0;
+  textEvent.totalSteps = 1;
+  ctx.progress(textEvent);
+  const bool cfg = r.guidanceScale > 1.0;
+  at::Tensor cond = r.promptEmbeds.defined() ? r.promptEmbeds.to(at::kFloat) : encodeText(r.promptIds, r.promptMask, ctx);
+  const int64_t batch = cond.size(0);
+  if (cond.dim() != 3 || cond.size(2) != tc.textDim) throwBadArgument("option 'promptEmbeds' has shape " + shapeOf(cond) + ", expected [B, L, " + std::to_string(tc.textDim) + "]");
+  at::Tensor uncond;
+  if (cfg) {
+    if (r.negativeEmbeds.defined()) uncond = r.negativeEmbeds.to(at::kFloat);
+    else if (r.negativeIds.defined()) uncond = encodeText(r.negativeIds, r.negativeMask, ctx);
+    else throwBadArgument("guidanceScale > 1 needs a negative prompt (or negativePromptEmbeds)");
+    requireShape(uncond, cond.sizes().vec(), "negativePromptEmbeds");
+  }
+  out.promptEmbeds = cond;
+  out.negativePromptEmbeds = uncond;
+  textEvent.step = 1;
+  textEvent.elapsedMs = msSince(start);
+  ctx.progress(textEvent);
+
+  const int64_t n = r.numVideosPerPrompt;
+  const at::ScalarType dtype = options_.dtype;
+  at::Tensor condIn = cond.repeat_interleave(n, 0).to(device, dtype);
+  at::Tensor uncondIn = cfg ? uncond.repeat_interleave(n, 0).to(device, dtype) : at::Tensor();
+  const int64_t b = batch * n;
+
+  // 2. Sampler and initial noise (float32, torch.manual_seed + randn on the CPU generator).
+  auto scheduler = makeScheduler(scheduler_, r.sampler, r.steps, r.shift);
+  out.timesteps = scheduler->timesteps();
+  out.sigmas = scheduler->sigmas();
+  const int64_t latentFrames = (r.numFrames - 1) / vc.scaleFactorTemporal + 1;
+  const int64_t lh = r.height / vc.scaleFactorSpatial, lw = r.width / vc.scaleFactorSpatial;
+  const std::vector<int64_t> latentShape{b, vc.zDim, latentFrames, lh, lw};
+  at::Tensor latents;
+  if (r.latents.defined()) {
+    requireShape(r.latents, latentShape, "latents");
+    latents = r.latents.to(device, at::kFloat);
+  } else {
+    latents = randnLikeReference(r.seed, latentShape).to(device);
+  }
+
+  // 3. Image conditioning.
+  const bool i2vA14b = family_ == ModelFamily::I2vA14b;
+  const bool ti2vImage = family_ == ModelFamily::Ti2v5b && r.image.defined();
+  at::Tensor condition;       // I2V-A14B: [b, 4 + z, F', h, w] concatenated to the noise
+  at::Tensor firstFrameMask;  // TI2V I2V: [1, 1, F', h, w], 0 on latent frame 0
+  if (i2vA14b || ti2vImage) {
+    at::Tensor image = r.image.to(at::kFloat);
+    if (image.dim() != 4 || image.size(1) != 3 || image.size(2) != r.height || image.size(3) != r.width || (image.size(0) != 1 && image.size(0) != batch))
+      throwBadArgument("option 'image' has shape " + shapeOf(image) + ", expected [1, 3, " + std::to_string(r.height) + ", " + std::to_string(r.width) + "]");
+    at::Tensor video = image.unsqueeze(2);
+    if (i2vA14b) video = at::cat({video, at::zeros({image.size(0), 3, r.numFrames - 1, r.height, r.width}, video.options())}, 2);
+    TilingOptions noTiling;
+    at::Tensor latentCondition = vae_->normalize(vae_->encode(video.to(device, options_.vaeDtype), noTiling, &ctx).mean).to(at::kFloat);
+    if (latentCondition.size(0) == 1 && b > 1) latentCondition = latentCondition.repeat({b, 1, 1, 1, 1});
+    else if (latentCondition.size(0) != b) latentCondition = latentCondition.repeat_interleave(n, 0);
+    if (i2vA14b) {
+      // Mask: 1 on pixel frame 0 (repeated to fill the first latent frame's 4 slots), 0 elsewhere,
+      // folded to 4 channels per latent frame.
+      const int64_t st = vc.scaleFactorTemporal;
+      at::Tensor mask = at::zeros({b, 1, r.numFrames, lh, lw}, latents.options());
+      mask.select(2, 0).fill_(1.0);
+      at::Tensor first = mask.narrow(2, 0, 1).repeat_interleave(st, 2);
+      mask = at::cat({first, mask.narrow(2, 1, r.numFrames - 1)}, 2);
+      mask = mask.view({b, -1, st, lh, lw}).transpose(1, 2);
+      condition = at::cat({mask, latentCondition}, 1);
+      out.condition = condition;
+    } else {
+      condition = latentCondition;
+      firstFrameMask = at::ones({1, 1, latentFrames, lh, lw}, latents.options());
+      firstFrameMask.select(2, 0).fill_(0.0);
+      out.condition = latentCondition;
+    }
+  }
+
+  // 4. Denoise.
+  const double guidance2 = r.guidanceScale2.value_or(r.guidanceScale);
+  const int64_t steps = static_cast<int64_t>(out.timesteps.size());
+  std::vector<at::Tensor> perStep, perStepTimestep;
+  at::Tensor tokenMask;  // expand_timesteps: which tokens get t (0 on the image frame)
+  if (index_.expandTimesteps) {
+    at::Tensor m = ti2vImage ? firstFrameMask : at::ones({1, 1, latentFrames, lh, lw}, latents.options());
+    tokenMask = m.select(0, 0).select(0, 0).slice(1, 0, lh, tc.patchSize[1]).slice(2, 0, lw, tc.patchSize[2]).flatten();
+  }
+  const auto denoiseStart = Clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    ctx.checkCancelled();
+    const int64_t t = out.timesteps[i];
+    const ExpertPair::Expert expert = experts_->select(static_cast<double>(t));
+    const bool low = expert == ExpertPair::Expert::Low;
+    const WanTransformer& model = experts_->expert(expert);
+    const double g = low ? guidance2 : r.guidanceScale;
+    out.expertPerStep.push_back(low ? 2 : 1);
+
+    at::Tensor input = latents;
+    if (i2vA14b) input = at::cat({latents, condition}, 1);
+    else if (ti2vImage) input = (1 - firstFrameMask) * condition + firstFrameMask * latents;
+    at::Tensor timestep = index_.expandTimesteps ? (tokenMask * static_cast<double>(t)).unsqueeze(0).expand({b, -1}).contiguous()
+                                                 : at::full({b}, t, at::TensorOptions().dtype(at::kLong).device(device));
+    at::Tensor noise = model.forward(input, timestep, condIn, nullptr, &ctx);
+    if (cfg) {
+      at::Tensor noiseUncond = model.forward(input, timestep, uncondIn, nullptr, &ctx);
+      noise = noiseUncond + g * (noise - noiseUncond);
+    }
+    latents = scheduler->step(noise, latents);
+    if (r.recordSteps) {
+      perStep.push_back(latents.to(at::kCPU));
+      perStepTimestep.push_back(timestep.to(at::kCPU, at::kDouble));
+    }
+    ProgressEvent e;
+    e.stage = "denoise";
+    e.step = i + 1;
+    e.totalSteps = steps;
+    e.expert = experts_->name(expert);
+    e.timestep = t;
+    e.elapsedMs = msSince(start);
+    e.etaMs = msSince(denoiseStart) / static_cast<double>(i + 1) * static_cast<double>(steps - i - 1);
+    ctx.progress(e);
+  }
+  if (ti2vImage) latents = (1 - firstFrameMask) * condition + firstFrameMask * latents;
+  out.latents = latents;
+  if (r.recordSteps && steps > 0) {
+    out.latentsPerStep = at::stack(perStep);
+    out.modelTimestepPerStep = at::stack(perStepTimestep);
+  }
+
+  // 5. Decode.
+  if (!r.outputLatents) {
+    ctx.checkCancelled();
+    out.decoderInput = vae_->denormalize(latents.to(options_.vaeDtype));
+    TilingOptions tiling;
+    tiling.mode = r.tiledDecode ? TilingOptions::Mode::On : (r.autoTiledDecode ? TilingOptions::Mode::Auto : TilingOptions::Mode::Off);
+    out.video = vae_->decode(out.decoderInput, tiling, &ctx).to(at::kFloat);
+  }
+  ProgressEvent done;
+  done.stage = "done";
+  done.step = 1;
+  done.totalSteps = 1;
+  done.elapsedMs = msSince(start);
+  ctx.progress(done);
+  return out;
+}
+
+}  // namespace wan

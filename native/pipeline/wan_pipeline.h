@@ -1,0 +1,97 @@
+// Text/image to video: prompt embeddings -> initial latents -> denoise loop (CFG, the A14B expert
+// switch, I2V / TI2V conditioning) -> VAE decode. Follows diffusers' WanPipeline and
+// WanImageToVideoPipeline step for step so results can be compared with the reference.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model_config.h"
+#include "core/run_context.h"
+#include "pipeline/prompt_cache.h"
+
+namespace wan {
+
+class ExpertPair;
+class Umt5Encoder;
+class WanVae;
+
+enum class ModelFamily { T2vA14b, I2vA14b, Ti2v5b };
+const char* familyName(ModelFamily f);
+
+struct PipelineOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;      // DiT and text encoder
+  at::Device textEncoderDevice = at::kCPU;
+  at::ScalarType vaeDtype = at::kFloat;
+  std::string offload = "none";           // none | model | sequential
+};
+
+struct GenerateRequest {
+  // Conditioning: token ids + masks ([B, L] int64) to encode, or ready embeddings [B, 512, D].
+  at::Tensor promptIds, promptMask, negativeIds, negativeMask;
+  at::Tensor promptEmbeds, negativeEmbeds;
+  at::Tensor image;  // I2V: [B or 1, 3, H, W] in [-1, 1], already at (height, width)
+  int64_t width = 0, height = 0, numFrames = 0, steps = 0, numVideosPerPrompt = 1;
+  double guidanceScale = 1.0;
+  std::optional<double> guidanceScale2;
+  std::optional<double> shift;
+  std::string sampler = "unipc";
+  uint64_t seed = 0;
+  at::Tensor latents;         // optional initial noise [B*n, C, F', H', W'] float32
+  bool outputLatents = false; // stop after denoising
+  bool recordSteps = false;   // keep per-step latents and model timesteps (parity runs)
+  bool tiledDecode = false;
+  bool autoTiledDecode = true;
+};
+
+struct GenerateResult {
+  at::Tensor video;          // [B, 3, F, H, W] float32 in [-1, 1] (empty when outputLatents)
+  at::Tensor latents;        // final normalized latents [B, C, F', H', W']
+  at::Tensor decoderInput;   // de-normalized latents given to the VAE
+  at::Tensor promptEmbeds, negativePromptEmbeds;
+  std::vector<int64_t> timesteps;
+  std::vector<float> sigmas;
+  std::vector<int64_t> expertPerStep;  // 1 = transformer/ (high noise), 2 = transformer_2/
+  at::Tensor latentsPerStep;           // [steps, B, C, F', H', W'] when recordSteps
+  at::Tensor modelTimestepPerStep;     // [steps, B] or [steps, B, seq] when recordSteps
+  at::Tensor condition;                // I2V A14B: the 20 condition channels; TI2V I2V: latent condition
+};
+
+class WanPipeline {
+ public:
+  static std::unique_ptr<WanPipeline> load(const std::string& dir, const PipelineOptions& options, const RunContext& ctx);
+  ~WanPipeline();
+
+  GenerateResult generate(const GenerateRequest& request, const RunContext& ctx);
+
+  ModelFamily family() const { return family_; }
+  const ModelIndex& modelIndex() const { return index_; }
+  const TransformerConfig& transformerConfig() const;
+  const VaeConfig& vaeConfig() const;
+  const SchedulerConfig& schedulerConfig() const { return scheduler_; }
+  const PipelineOptions& options() const { return options_; }
+  int64_t textDim() const;
+  size_t cachedPrompts() const { return promptCache_.size(); }
+  void clearPromptCache() { promptCache_.clear(); }
+
+ private:
+  WanPipeline() = default;
+  at::Tensor encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx);
+  void validate(const GenerateRequest& r) const;
+
+  std::string dir_;
+  PipelineOptions options_;
+  ModelIndex index_;
+  SchedulerConfig scheduler_;
+  ModelFamily family_ = ModelFamily::T2vA14b;
+  std::unique_ptr<Umt5Encoder> textEncoder_;
+  std::unique_ptr<ExpertPair> experts_;  // transformer/ (+ transformer_2/ for A14B)
+  std::unique_ptr<WanVae> vae_;
+  PromptCache promptCache_;
+};
+
+}  // namespace wan

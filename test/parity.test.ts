@@ -1,0 +1,34 @@
+// `wan-video parity` over the shipped fixtures: every case of every family, end to end.
+import { describe, expect, it } from 'vitest';
+
+import { readManifest } from '../lib/fixtures.js';
+import { runParity } from '../lib/parity.js';
+import { FIXTURES } from './helpers/fixtures.js';
+
+describe('parity runner on test/fixtures/wan-tiny', () => {
+  it('every case is within its manifest tolerance (timesteps and experts exact)', async () => {
+    const lines: string[] = [];
+    const report = await runParity(FIXTURES, (l) => lines.push(l));
+    const failed = report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.error} > ${c.tolerance}`);
+    expect(report.failures.filter((f) => !report.checks.some((c) => c.name === f))).toEqual([]);
+    expect(failed).toEqual([]);
+    expect(report.ok).toBe(true);
+    // Every case of the manifest produced checks, including the three pipelines end to end.
+    const cases = await readManifest(FIXTURES);
+    for (const c of cases) {
+      expect(report.checks.some((r) => r.name.startsWith(`${c.family}/${c.case}:`)), `${c.family}/${c.case}`).toBe(true);
+    }
+    for (const pipeline of ['t2v-a14b-tiny/pipeline', 'i2v-a14b-tiny/pipeline', 'ti2v-5b-tiny/pipeline_t2v', 'ti2v-5b-tiny/pipeline_i2v']) {
+      for (const what of ['timesteps', 'expert_per_step', 'latents_per_step', 'final_latents', 'video']) {
+        expect(report.checks.find((r) => r.name === `${pipeline}:${what}`)?.ok, `${pipeline}:${what}`).toBe(true);
+      }
+    }
+    expect(lines.at(-1)).toMatch(/^parity: \d+ passed, 0 failed$/);
+  });
+
+  it('fails (and says why) on a folder without fixtures', async () => {
+    const report = await runParity(`${FIXTURES}/t2v-a14b-tiny/scheduler`);
+    expect(report.ok).toBe(false);
+    expect(report.failures[0]).toMatch(/no manifest\.json/);
+  });
+});

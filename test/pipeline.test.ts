@@ -1,0 +1,217 @@
+// The public API on the bundled tiny model (real tokenizer, random weights): progress, abort,
+// queueing, dispose, option validation, determinism and memory across many generations.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { WanPipeline } from '../lib/pipeline.js';
+import type { GenerateOptions, ProgressEvent } from '../lib/types.js';
+import { FIXTURES } from './helpers/fixtures.js';
+
+const TINY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'models', 'tiny');
+const SMALL: GenerateOptions = { prompt: 'a red fox in the snow', width: 48, height: 32, numFrames: 5, steps: 3, seed: 7 };
+
+async function rejection(p: Promise<unknown>): Promise<any> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('WanPipeline on the bundled tiny model', () => {
+  let pipe: WanPipeline;
+  beforeAll(async () => {
+    pipe = await WanPipeline.load(TINY);
+  });
+  afterAll(async () => {
+    await pipe?.dispose();
+  });
+
+  it('reports the family and generates frames of the requested size', async () => {
+    expect(pipe.family).toBe('t2v-a14b');
+    const video = await pipe.generate(SMALL);
+    expect([video.width, video.height, video.numFrames, video.fps]).toEqual([48, 32, 5, 16]);
+    expect(video.frames.length).toBe(5 * 32 * 48 * 3);
+    expect(video.latents?.shape).toEqual([1, 16, 2, 4, 6]);
+    expect(video.settings).toMatchObject({ width: 48, height: 32, numFrames: 5, steps: 3, seed: 7, guidanceScale: 4, guidanceScale2: 3 });
+  });
+
+  it('emits progress in order: encode-text, denoise 1..N with expert and timestep, decode, done', async () => {
+    const events: ProgressEvent[] = [];
+    const listener = (e: ProgressEvent) => events.push(e);
+    pipe.on('progress', listener);
+    const viaOption: ProgressEvent[] = [];
+    await pipe.generate({ ...SMALL, steps: 4, onProgress: (e) => viaOption.push(e) });
+    pipe.off('progress', listener);
+    expect(viaOption).toEqual(events);
+    const stages = events.map((e) => e.stage).filter((s, i, a) => s !== a[i - 1]);
+    expect(stages).toEqual(['encode-text', 'denoise', 'decode', 'done']);
+    const denoise = events.filter((e) => e.stage === 'denoise');
+    expect(denoise.map((e) => e.step)).toEqual([1, 2, 3, 4]);
+    expect(denoise.every((e) => e.totalSteps === 4)).toBe(true);
+    // shift 12 keeps the first steps above the 875 boundary: high-noise first, low-noise last.
+    expect(denoise[0].expert).toBe('high-noise');
+    expect(denoise[3].expert).toBe('low-noise');
+    for (let i = 1; i < denoise.length; i++) expect(denoise[i].timestep!).toBeLessThan(denoise[i - 1].timestep!);
+    expect(denoise[3].etaMs).toBe(0);
+  });
+
+  it('gives identical frames for the same seed, different ones for another seed', async () => {
+    const a = await pipe.generate(SMALL);
+    const b = await pipe.generate(SMALL);
+    const c = await pipe.generate({ ...SMALL, seed: 8 });
+    expect(Buffer.from(a.frames).equals(Buffer.from(b.frames))).toBe(true);
+    expect(Buffer.from(a.frames).equals(Buffer.from(c.frames))).toBe(false);
+  });
+
+  it('aborts mid-denoise with ERR_WAN_ABORTED and stays usable', async () => {
+    const controller = new AbortController();
+    const steps: number[] = [];
+    const err = await rejection(
+      pipe.generate({
+        ...SMALL,
+        steps: 50,
+        signal: controller.signal,
+        onProgress: (e) => {
+          if (e.stage === 'denoise') {
+            steps.push(e.step);
+            if (e.step === 2) controller.abort();
+          }
+        },
+      }),
+    );
+    expect(err.code).toBe('ERR_WAN_ABORTED');
+    expect(Math.max(...steps)).toBeLessThan(50);
+    const video = await pipe.generate(SMALL);
+    expect(video.numFrames).toBe(5);
+  });
+
+  it('rejects at once when the signal is already aborted', async () => {
+    const err = await rejection(pipe.generate({ ...SMALL, signal: AbortSignal.abort() }));
+    expect(err.code).toBe('ERR_WAN_ABORTED');
+  });
+
+  it('runs concurrent calls one after another in call order', async () => {
+    const order: string[] = [];
+    const first = pipe.generate({ ...SMALL, seed: 1 }).then((v) => (order.push('first'), v));
+    const second = pipe.generate({ ...SMALL, seed: 2 }).then((v) => (order.push('second'), v));
+    const [a, b] = await Promise.all([first, second]);
+    expect(order).toEqual(['first', 'second']);
+    expect(a.settings?.seed).toBe(1);
+    expect(b.settings?.seed).toBe(2);
+  });
+
+  it('generateBatch returns one video per prompt x numVideosPerPrompt; the same prompt reuses its embeddings', async () => {
+    const videos = await pipe.generateBatch({ ...SMALL, prompt: ['a cat', 'a dog'], numVideosPerPrompt: 2 });
+    expect(videos).toHaveLength(4);
+    const err = await rejection(pipe.generate({ ...SMALL, prompt: ['a cat', 'a dog'] }));
+    expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    pipe.info(); // still usable
+    const before = pipe.info().cachedPrompts;
+    await pipe.generate({ ...SMALL, prompt: 'a cat' });
+    await pipe.generate({ ...SMALL, prompt: 'a cat' });
+    expect(pipe.info().cachedPrompts).toBeGreaterThanOrEqual(1);
+    expect(pipe.info().cachedPrompts).toBeLessThanOrEqual(4);
+    expect(before).toBeGreaterThan(0);
+  });
+
+  it('output latents stops before decoding; guidance 1 needs no negative prompt', async () => {
+    const v = await pipe.generate({ ...SMALL, output: 'latents', guidanceScale: 1, guidanceScale2: 1 });
+    expect(v.numFrames).toBe(0);
+    expect(v.latents?.shape).toEqual([1, 16, 2, 4, 6]);
+    expect((await rejection(v.save('/tmp/never.mp4'))).code).toBe('ERR_WAN_BAD_ARGUMENT');
+  });
+
+  it('rounds frames and sizes like the reference, with a warning event', async () => {
+    const warnings: string[] = [];
+    const v = await pipe.generate({ ...SMALL, width: 50, height: 40, numFrames: 7, onProgress: (e) => e.stage === 'warning' && warnings.push(e.message!) });
+    expect([v.width, v.height, v.numFrames]).toEqual([48, 32, 5]);
+    expect(warnings).toHaveLength(2);
+  });
+
+  const invalid: Array<[string, Record<string, unknown>]> = [
+    ['steps', { steps: 0 }],
+    ['steps', { steps: 2.5 }],
+    ['guidanceScale', { guidanceScale: -1 }],
+    ['guidanceScale', { guidanceScale: Number.NaN }],
+    ['shift', { shift: 0 }],
+    ['sampler', { sampler: 'ddim' }],
+    ['seed', { seed: -1 }],
+    ['numFrames', { numFrames: 0 }],
+    ['width', { width: 8 }],
+    ['height', { height: 'tall' }],
+    ['numVideosPerPrompt', { numVideosPerPrompt: 0 }],
+    ['output', { output: 'png' }],
+    ['tiled', { tiled: 'yes' }],
+    ['prompt', { prompt: 42 }],
+    ['prompt', { prompt: [] }],
+    ['image', { image: 'cat.png' }],
+    ['promptEmbeds', { prompt: undefined, promptEmbeds: { dtype: 'float32', shape: [1, 2], data: new Float32Array(2) } }],
+    ['colour', { colour: 'red' }],
+  ];
+  for (const [name, bad] of invalid) {
+    it(`rejects invalid option '${name}' = ${JSON.stringify(Object.values(bad)[0])} naming it`, async () => {
+      const err = await rejection(pipe.generate({ ...SMALL, ...(bad as GenerateOptions) }));
+      expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+      expect(err.message).toContain(`'${name}'`);
+    });
+  }
+
+  it('keeps memory flat across 20 consecutive generations', async () => {
+    await pipe.generate(SMALL);
+    if (global.gc) global.gc();
+    const start = process.memoryUsage().rss;
+    for (let i = 0; i < 20; i++) await pipe.generate({ ...SMALL, seed: i });
+    if (global.gc) global.gc();
+    const grown = process.memoryUsage().rss - start;
+    // Generous bound: one tiny generation allocates well under 1 MB of tensors; a leak of every
+    // step's activations or of each result would exceed this.
+    expect(grown).toBeLessThan(64 * 1024 * 1024);
+  });
+});
+
+describe('WanPipeline.load', () => {
+  it('rejects unknown and invalid load options naming them', async () => {
+    expect((await rejection(WanPipeline.load(TINY, { device: 'tpu' as any }))).message).toContain("'device'");
+    expect((await rejection(WanPipeline.load(TINY, { dtype: 'int8' as any }))).code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect((await rejection(WanPipeline.load(TINY, { offload: 'disk' as any }))).message).toContain("'offload'");
+    expect((await rejection(WanPipeline.load(TINY, { speed: 'max' } as any))).message).toContain("'speed'");
+  });
+
+  it('asks for CUDA on this CPU build with ERR_WAN_NO_CUDA', async () => {
+    const err = await rejection(WanPipeline.load(TINY, { device: 'cuda' }));
+    expect(err.code).toBe('ERR_WAN_NO_CUDA');
+  });
+
+  it('a folder that is not a model is ERR_WAN_BAD_CHECKPOINT', async () => {
+    const err = await rejection(WanPipeline.load(path.join(FIXTURES, 'global')));
+    expect(err.code).toBe('ERR_WAN_BAD_CHECKPOINT');
+    expect(err.message).toContain('model_index.json');
+  });
+
+  it('a model without tokenizer/ asks for promptEmbeds, and takes them', async () => {
+    const pipe = await WanPipeline.load(path.join(FIXTURES, 'ti2v-5b-tiny'));
+    try {
+      const err = await rejection(pipe.generate({ ...SMALL, width: 64, height: 64 }));
+      expect(err.code).toBe('ERR_WAN_BAD_CHECKPOINT');
+      expect(err.message).toContain('promptEmbeds');
+      const embeds = { dtype: 'float32' as const, shape: [1, 512, 32], data: new Float32Array(512 * 32).fill(0.1) };
+      const v = await pipe.generate({ width: 64, height: 64, numFrames: 5, steps: 2, seed: 1, promptEmbeds: embeds, negativePromptEmbeds: { ...embeds, data: new Float32Array(512 * 32) } });
+      expect([v.width, v.height, v.numFrames, v.fps]).toEqual([64, 64, 5, 24]);
+    } finally {
+      await pipe.dispose();
+    }
+  });
+
+  it('dispose frees the pipeline and later calls reject with ERR_WAN_DISPOSED', async () => {
+    const pipe = await WanPipeline.load(TINY);
+    const pending = pipe.generate(SMALL);
+    await pipe.dispose(); // waits for the queued call
+    expect((await pending).numFrames).toBe(5);
+    expect((await rejection(pipe.generate(SMALL))).code).toBe('ERR_WAN_DISPOSED');
+    expect(() => pipe.info()).toThrow(/disposed/);
+  });
+});
