@@ -1,7 +1,7 @@
 // CPU/GPU timing of WanTransformer forwards (no Node):
-//   bench_transformer [--tiny <transformer dir>] [--mid] [--iters N] [--threads N] [--device cpu|cuda] [--dtype float32|bfloat16|float16]
+//   bench_transformer [--tiny <transformer dir>] [--mid [--layers N]] [--iters N] [--threads N] [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 // --tiny times the fixture checkpoint at its case size ([2,16,3,4,6], 512 text rows); --mid a
-// synthetic model (dim 1536 = 12 heads x 128, 8 layers, ffn 8960, random weights) on
+// synthetic model (dim 1536 = 12 heads x 128, 8 layers unless --layers, ffn 8960, random weights) on
 // [1,16,4,64,64] latents = 4096 tokens with 512 text rows of 4096.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -64,17 +64,18 @@ double forwardFlops(const TransformerConfig& c, int64_t batch, int64_t tokens, i
 int main(int argc, char** argv) {
   std::string tinyDir, deviceName = "cpu", dtypeName = "float32";
   bool mid = false;
-  int iters = 3, threads = 0;
+  int iters = 3, threads = 0, layers = 8;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tiny" && i + 1 < argc) tinyDir = argv[++i];
     else if (a == "--mid") mid = true;
+    else if (a == "--layers" && i + 1 < argc) layers = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads" && i + 1 < argc) threads = std::max(1, std::atoi(argv[++i]));
     else if (a == "--iters" && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
     else if (a == "--device" && i + 1 < argc) deviceName = argv[++i];
     else if (a == "--dtype" && i + 1 < argc) dtypeName = argv[++i];
     else {
-      std::fprintf(stderr, "usage: bench_transformer [--tiny <transformer dir>] [--mid] [--iters N] [--threads N] [--device D] [--dtype T]\n");
+      std::fprintf(stderr, "usage: bench_transformer [--tiny <transformer dir>] [--mid [--layers N]] [--iters N] [--threads N] [--device D] [--dtype T]\n");
       return 2;
     }
   }
@@ -97,7 +98,7 @@ int main(int argc, char** argv) {
     }
     if (mid) {
       TransformerConfig c;
-      c.numHeads = 12, c.headDim = 128, c.numLayers = 8, c.ffnDim = 8960, c.inChannels = c.outChannels = 16, c.textDim = 4096;
+      c.numHeads = 12, c.headDim = 128, c.numLayers = layers, c.ffnDim = 8960, c.inChannels = c.outChannels = 16, c.textDim = 4096;
       RandomWeights weights(42, dtype, device);
       auto start = std::chrono::steady_clock::now();
       WanTransformer model(c, weights);
