@@ -65,6 +65,36 @@ describe('WanTransformer parity with the reference (CPU, float32)', () => {
     });
   }
 
+  it('float16 on the CPU is ERR_WAN_BAD_ARGUMENT on libtorch 1.x (no half matmul there) and runs on 2.x', async () => {
+    const c = await fixtureCase('t2v-a14b-tiny', 'transformer_forward');
+    const load = native().loadTransformer(path.join(c.modelDir, 'transformer'), { dtype: 'float16' });
+    if (native().runtimeInfo().libtorchVersion.startsWith('1.')) {
+      await expectCode(load, 'ERR_WAN_BAD_ARGUMENT', /'float16'.*'bfloat16' or 'float32'/);
+    } else {
+      const model = await load;
+      const { output } = await model.forward({ hiddenStates: c.input('hidden_states'), timestep: c.input('timestep'), encoderHiddenStates: c.input('encoder_hidden_states') });
+      model.dispose();
+      expect(maxRelError(output, c.output('output'))).toBeLessThan(5e-2);
+    }
+  });
+
+  it.each(['bfloat16'])('%s weights (norms, modulation and time embedder in float32) stay within the half-precision bound', async (dtype) => {
+    for (const [family, caseName] of [
+      ['t2v-a14b-tiny', 'transformer_forward'],
+      ['ti2v-5b-tiny', 'transformer_forward_expanded_timesteps'],
+    ]) {
+      const c = await fixtureCase(family, caseName);
+      const model = await native().loadTransformer(path.join(c.modelDir, 'transformer'), { dtype });
+      expect(model.info().dtype).toBe(dtype);
+      const { output } = await model.forward({ hiddenStates: c.input('hidden_states'), timestep: c.input('timestep'), encoderHiddenStates: c.input('encoder_hidden_states') });
+      model.dispose();
+      const err = maxRelError(output, c.output('output'));
+      console.log(`${family}/${caseName} ${dtype} max rel error: ${err}`);
+      expect(err).toBeLessThan(5e-2);
+      expect(err).toBeGreaterThan(0); // really ran in half precision
+    }
+  });
+
   it('a scalar timestep [1] equals the same value repeated per batch element', async () => {
     const c = await fixtureCase('t2v-a14b-tiny', 'transformer_forward');
     const model = await native().loadTransformer(path.join(c.modelDir, 'transformer'));

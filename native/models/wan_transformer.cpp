@@ -1,6 +1,7 @@
 #include "wan_transformer.h"
 
 #include <c10/core/InferenceMode.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <sstream>
@@ -82,6 +83,11 @@ std::unique_ptr<WanTransformer> WanTransformer::load(const std::string& dir, at:
 
 WanTransformer::WanTransformer(const TransformerConfig& config, WeightSource& w)
     : config_(config), dtype_(w.dtype()), device_(w.device()) {
+#if TORCH_VERSION_MAJOR < 2
+  // libtorch 1.x has no float16 matmul on the CPU ("addmm_impl_cpu_ not implemented for 'Half'").
+  if (dtype_ == at::kHalf && device_.is_cpu())
+    throwBadArgument("option 'dtype' is 'float16', which libtorch " TORCH_VERSION " cannot run on the CPU; use 'bfloat16' or 'float32' there");
+#endif
   const int64_t dim = config.dim();
   const auto [pt, ph, pw] = config.patchSize;
   const at::ScalarType f32 = at::kFloat;
