@@ -20,7 +20,7 @@ DIT_CONFIGS = {
                    ffn_dim=14336, in_channels=48, out_channels=48, text_dim=4096),
     # Seconds on a CPU: for dry runs of these scripts.
     "small": dict(template="t2v-a14b-tiny", num_attention_heads=4, attention_head_dim=32, num_layers=2,
-                  ffn_dim=256, in_channels=16, out_channels=16, text_dim=4096),
+                  ffn_dim=256, in_channels=16, out_channels=16, text_dim=64),
 }
 # VAE spatial factor per model (Wan2.1 VAE 8, Wan2.2 VAE 16) and default video size (W, H, frames).
 VAE_SPATIAL = {"a14b": 8, "ti2v5b": 16, "small": 8}
