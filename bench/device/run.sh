@@ -23,6 +23,7 @@ DEVICE="${WAN_DEVICE:-cuda}"
 JOBS="${JOBS:-$(nproc)}"
 BIN="$WORK/build/Release"
 mkdir -p "$RESULTS" "$OUT"
+export PYTHONDONTWRITEBYTECODE=1
 
 log() { echo "[run.sh $(date +%H:%M:%S)] $*"; }
 fail() { log "FAILED: $*"; finish; exit 1; }
