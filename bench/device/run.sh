@@ -4,10 +4,10 @@
 # run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
 # persists between calls while the machine stays warm).
 #
-#   bench/device/run.sh [phase ...]     phases: build kernel parity bench-ti2v bench-a14b report, or all
+#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b report, or all
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
-#   call 1: bench/device/run.sh build kernel parity report
+#   call 1: bench/device/run.sh build addon kernel parity report
 #   call 2: bench/device/run.sh bench-ti2v bench-a14b report
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
@@ -76,6 +76,19 @@ phase_build() {
   ls -la "$BIN" | grep -E "wan_(bench|run)|\.node" || true
 }
 
+# The addon built against the CUDA libtorch, loaded by the carried node: runtimeInfo() must see CUDA.
+phase_addon() {
+  if [[ ! -f "$BIN/wan_video.node" ]]; then log "addon: not built (needs .device/napi from scripts/prepare-device.sh)"; return; fi
+  if [[ ! -x "$WORK/bin/node" ]]; then
+    [[ -f "$ROOT/.device/node.xz" ]] || { log "addon: no .device/node.xz"; return; }
+    mkdir -p "$WORK/bin" && xz -dc "$ROOT/.device/node.xz" >"$WORK/bin/node" && chmod +x "$WORK/bin/node"
+  fi
+  log "addon: runtimeInfo() -> addon.json"
+  "$WORK/bin/node" -e "console.log(JSON.stringify(require(process.argv[1]).runtimeInfo()))" "$BIN/wan_video.node" \
+    | tee "$RESULTS/addon.json" || fail "loading the addon"
+  if [[ "$DEVICE" != cpu ]] && ! grep -q '"cudaAvailable":true' "$RESULTS/addon.json"; then fail "the addon does not see CUDA"; fi
+}
+
 phase_kernel() {
   if [[ "$DEVICE" == cpu ]]; then log "kernel: skipped on the CPU"; return; fi
   log "kernel check -> kernel.jsonl"
@@ -124,9 +137,9 @@ phase_report() {
 }
 
 phases=("$@")
-[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build kernel parity bench-ti2v bench-a14b report)
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b report)
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build kernel parity bench-ti2v bench-a14b report all)"
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b report all)"
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"
