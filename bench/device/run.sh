@@ -62,7 +62,24 @@ phase_build() {
   if [[ "$DEVICE" != cpu ]]; then
     # Hopper only here (one arch builds fastest); CMakeLists.txt defaults to 80;89;90.
     cuda=(-DCMAKE_CUDA_ARCHITECTURES=90-real -DTORCH_CUDA_ARCH_LIST=9.0)
-    command -v nvcc >/dev/null && cuda+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
+    # The toolkit: /usr/local/cuda when it has nvcc, else the folder above nvcc's real path.
+    local nvcc_real=""
+    if [[ -x /usr/local/cuda/bin/nvcc ]]; then nvcc_real=/usr/local/cuda/bin/nvcc
+    elif command -v nvcc >/dev/null; then nvcc_real="$(readlink -f "$(command -v nvcc)")"; fi
+    if [[ -n "$nvcc_real" ]]; then
+      local toolkit; toolkit="$(dirname "$(dirname "$nvcc_real")")"
+      export CUDAToolkit_ROOT="${CUDAToolkit_ROOT:-$toolkit}" CUDA_HOME="${CUDA_HOME:-$toolkit}"
+      cuda+=(-DCMAKE_CUDA_COMPILER="$nvcc_real" -DCUDA_TOOLKIT_ROOT_DIR="$CUDAToolkit_ROOT")
+      # torch's cmake links CUDA::cublas, cufft, ... from the toolkit; where the toolkit lacks one
+      # (a compiler-only install), point it at the copy in the pip torch's nvidia/ wheels.
+      local nvidia; nvidia="$("$PYTHON" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)/nvidia"
+      local lib found
+      for lib in cublas cublasLt curand cufft cusparse cusolver nvrtc nvJitLink cupti cufile; do
+        compgen -G "$CUDAToolkit_ROOT/lib64/lib$lib.so*" >/dev/null && continue
+        found="$(find "$nvidia" -name "lib$lib.so*" 2>/dev/null | sort | head -1)"
+        [[ -n "$found" ]] && cuda+=(-DCUDA_${lib}_LIBRARY="$found") && log "using $found for CUDA::$lib"
+      done
+    fi
   fi
   log "configure (addon $addon) -> $RESULTS/build.log"
   cmake -S "$ROOT" -B "$WORK/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DWAN_BUILD_ADDON=$addon "${napi[@]}" "${cuda[@]}" \
