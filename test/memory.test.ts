@@ -1,34 +1,122 @@
 import { describe, expect, it } from 'vitest';
 
-import { DIT_DIM_FACTOR, DIT_FFN_FACTOR, estimateMemory, OVERHEAD_BYTES, VAE_WORKSET_FACTOR, type MemoryModel } from '../lib/memory.js';
+import {
+  DIT_ATTENTION_DTYPE_COPIES,
+  DIT_ATTENTION_F32_BYTES,
+  ditTokens,
+  estimateMemory,
+  OVERHEAD_BYTES,
+  suggestOffload,
+  TEXT_ENCODE_ACTIVATION_BYTES,
+  VAE_DEFAULT_TILE,
+  VAE_WORKSET_FACTOR,
+  type MemoryModel,
+} from '../lib/memory.js';
 
-// T2V-A14B-like numbers (parameter counts rounded).
-const model: MemoryModel = {
+const GB = 1e9;
+const GiB = 1024 ** 3;
+
+// T2V-A14B: two 14.29e9-parameter experts (28.6 GB each in bf16), umt5-xxl 5.68e9 (11.4 GB bf16),
+// the Wan2.1 VAE 0.127e9 (0.5 GB float32), a block of 351e6 parameters.
+const a14b: MemoryModel = {
   family: 't2v-a14b',
-  parameters: { transformer: 14e9, transformer_2: 14e9, text_encoder: 5.7e9, vae: 0.127e9 },
-  largestBlockParameters: 0.35e9,
+  parameters: { transformer: 14.29e9, transformer_2: 14.29e9, text_encoder: 5.68e9, vae: 0.127e9 },
+  largestBlockParameters: 351e6,
   dit: { dim: 5120, ffnDim: 13824, patchSize: [1, 2, 2] },
   vae: { scaleSpatial: 8, scaleTemporal: 4, topWidth: 96, patchSize: 1 },
 };
 
+// TI2V-5B: one 5.0e9 expert, the same text encoder, the Wan2.2 VAE (0.705e9, patch 2, 16x spatial).
+const ti2v: MemoryModel = {
+  family: 'ti2v-5b',
+  parameters: { transformer: 5.0e9, text_encoder: 5.68e9, vae: 0.705e9 },
+  largestBlockParameters: 164e6,
+  dit: { dim: 3072, ffnDim: 14336, patchSize: [1, 2, 2] },
+  vae: { scaleSpatial: 16, scaleTemporal: 4, topWidth: 256, patchSize: 2 },
+};
+
 describe('estimateMemory', () => {
-  it('follows the stated formula per offload mode', () => {
-    const e = estimateMemory(model, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16' });
-    const tokens = 21 * 45 * 80; // latent frames x (720/8/2) x (1280/8/2)
-    const dit = tokens * (DIT_DIM_FACTOR * 5120 + DIT_FFN_FACTOR * 13824) * 2;
-    const vae = 4 * 1280 * 720 * 96 * VAE_WORKSET_FACTOR * 4;
-    const activations = Math.max(dit, vae);
-    expect(e.none.weightsBytes).toBe((14e9 + 14e9 + 5.7e9) * 2 + 0.127e9 * 4);
-    expect(e.model.weightsBytes).toBe(14e9 * 2);
-    expect(e.sequential.weightsBytes).toBe(0.35e9 * 2);
-    for (const mode of ['none', 'model', 'sequential'] as const) {
-      expect(e[mode].activationBytes).toBe(activations);
-      expect(e[mode].totalBytes).toBe(e[mode].weightsBytes + activations + OVERHEAD_BYTES);
-    }
+  it('counts the DiT tokens of the real sizes', () => {
+    expect(ditTokens(a14b, { width: 1280, height: 720, numFrames: 81 })).toBe(75_600);
+    expect(ditTokens(a14b, { width: 832, height: 480, numFrames: 81 })).toBe(21 * 30 * 52);
+    expect(ditTokens(ti2v, { width: 1280, height: 704, numFrames: 121 })).toBe(27_280);
   });
 
-  it('leaves the text encoder out with --t5-cpu and scales with the dtype', () => {
-    const onCpu = estimateMemory(model, { width: 832, height: 480, numFrames: 81, dtype: 'float32', textEncoderOnDevice: false });
-    expect(onCpu.none.weightsBytes).toBe((14e9 + 14e9) * 4 + 0.127e9 * 4);
+  it('follows the stated formula per offload mode (A14B 720p, bf16, text encoder on the CPU)', () => {
+    const e = estimateMemory(a14b, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16', textEncoderOnDevice: false });
+    const expert = 14.29e9 * 2;
+    const vae = 0.127e9 * 4;
+    // Attention phase dominates the DiT: 75,600 tokens x 5120 x (5 x 2 + 18) bytes = 10.8 GB.
+    const dit = 75_600 * 5120 * (DIT_ATTENTION_DTYPE_COPIES * 2 + DIT_ATTENTION_F32_BYTES);
+    expect(dit).toBeCloseTo(10.84 * GB, -8);
+    // Whole-frame decode: 4 frames x 1280 x 720 x 96 channels x factor x 4 B, plus the float32 video.
+    const video = 81 * 1280 * 720 * 3 * 4;
+    const decode = 4 * 1280 * 720 * 96 * VAE_WORKSET_FACTOR * 4 + video;
+    expect(e.none).toMatchObject({ phase: 'decode', weightsBytes: 2 * expert + vae, activationBytes: decode });
+    expect(e.none.totalBytes).toBe(2 * expert + vae + decode + OVERHEAD_BYTES);
+    expect(e.model).toMatchObject({ phase: 'denoise', weightsBytes: expert, activationBytes: dit });
+    expect(e.model.totalBytes).toBe(expert + dit + OVERHEAD_BYTES);
+    // Sequential: non-block weights (8 d^2 + 4352 d) + two blocks; decode in 256-pixel tiles.
+    const streamed = (8 * 5120 * 5120 + 4352 * 5120 + 2 * 351e6) * 2;
+    const tiledDecode = 4 * VAE_DEFAULT_TILE ** 2 * 96 * VAE_WORKSET_FACTOR * 4 + video;
+    expect(e.sequential.totalBytes).toBe(Math.max(streamed + dit, vae + tiledDecode) + OVERHEAD_BYTES);
+  });
+
+  it('counts the text encoder only on the device and frees it after encoding', () => {
+    const request = { width: 832, height: 480, numFrames: 81, dtype: 'bfloat16' as const };
+    const onCpu = estimateMemory(a14b, { ...request, textEncoderOnDevice: false });
+    const onGpu = estimateMemory(a14b, { ...request, textEncoderOnDevice: true });
+    // 'none' loads everything up front: at 480p the text phase (experts + VAE + encoder) is the peak.
+    expect(onGpu.none.phase).toBe('text');
+    expect(onGpu.none.weightsBytes).toBe((2 * 14.29e9 + 5.68e9) * 2 + 0.127e9 * 4);
+    expect(onGpu.none.activationBytes).toBe(TEXT_ENCODE_ACTIVATION_BYTES);
+    expect(onCpu.none.phase).not.toBe('text');
+    // 'model' runs the 11.4 GB encoder alone, then the 28.6 GB expert: the expert sets the peak.
+    expect(onGpu.model.totalBytes).toBe(onCpu.model.totalBytes);
+  });
+
+  it('decodes whole frames unless a tile is asked for (TI2V-5B, Wan2.2 VAE at half resolution)', () => {
+    const request = { width: 1280, height: 704, numFrames: 121, dtype: 'bfloat16' as const, textEncoderOnDevice: false };
+    const whole = estimateMemory(ti2v, request);
+    const tiled = estimateMemory(ti2v, { ...request, vaeTile: 256 });
+    const video = 121 * 1280 * 704 * 3 * 4;
+    const wholeDecode = 4 * ((1280 * 704) / 4) * 256 * VAE_WORKSET_FACTOR * 4 + video;
+    const tiledDecode = 4 * ((256 * 256) / 4) * 256 * VAE_WORKSET_FACTOR * 4 + video;
+    const denoise = 5.0e9 * 2 + 27_280 * (2 * 2 * 14336 + (2 * 2 + 8) * 3072); // FFN phase dominates at dim 3072
+    expect(whole.model.totalBytes).toBe(Math.max(denoise, 0.705e9 * 4 + wholeDecode) + OVERHEAD_BYTES);
+    expect(tiled.model.totalBytes).toBe(Math.max(denoise, 0.705e9 * 4 + tiledDecode) + OVERHEAD_BYTES);
+    expect(tiled.model.phase).toBe('denoise');
+  });
+
+  it("puts the issue's H100 targets within reach of the estimate", () => {
+    // T2V-A14B 720p on one 80 GB H100: 'none' <= 75 GB, 'model' <= 45 GB (text encoder on the CPU).
+    const a = estimateMemory(a14b, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16', textEncoderOnDevice: false });
+    expect(a.none.totalBytes).toBeLessThan(75 * GB);
+    expect(a.model.totalBytes).toBeLessThan(45 * GB);
+    // TI2V-5B 720p with 'model' and tiled decode: <= 22 GB.
+    const t = estimateMemory(ti2v, { width: 1280, height: 704, numFrames: 121, dtype: 'bfloat16', textEncoderOnDevice: false, vaeTile: 256 });
+    expect(t.model.totalBytes).toBeLessThan(22 * GB);
+  });
+});
+
+describe('suggestOffload', () => {
+  const e = estimateMemory(a14b, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16', textEncoderOnDevice: false });
+
+  it('names the fastest mode that fits', () => {
+    expect(suggestOffload(e, 80 * GiB)).toBe('none');
+    expect(suggestOffload(e, e.none.totalBytes)).toBe('none');
+    expect(suggestOffload(e, e.none.totalBytes - 1)).toBe('model');
+    expect(suggestOffload(e, 48 * GiB)).toBe('model');
+    expect(suggestOffload(e, 24 * GiB)).toBe('sequential');
+  });
+
+  it('returns undefined when no mode fits', () => {
+    expect(suggestOffload(e, e.sequential.totalBytes - 1)).toBeUndefined();
+    expect(suggestOffload(e, 0)).toBeUndefined();
+  });
+
+  it('orders the modes none > model > sequential for a real A14B request', () => {
+    expect(e.none.totalBytes).toBeGreaterThan(e.model.totalBytes);
+    expect(e.model.totalBytes).toBeGreaterThan(e.sequential.totalBytes);
   });
 });

@@ -1,0 +1,75 @@
+"""Prints the short table of a device run: parity, kernel check, and our time vs the reference's.
+
+  python3 bench/device/report.py OUT_DIR        (reads parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl)
+Also writes OUT_DIR/summary.md (the table in Markdown, for bench/RESULTS.md).
+"""
+import json
+import os
+import sys
+
+
+def read_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.startswith("{")]
+
+
+def fmt(v, spec=".3g"):
+    return "-" if v is None else format(v, spec)
+
+
+def gib(v):
+    return "-" if not v else f"{v / 2**30:.1f} GiB"
+
+
+def main():
+    out = sys.argv[1]
+    rows = []
+    for r in read_lines(os.path.join(out, "parity.jsonl")):
+        c = r["ours_vs_ref"]
+        fp32 = r.get("ours_vs_ref_fp32", {})
+        ref_fp32 = r.get("ref_vs_ref_fp32", {})
+        what = f"{r['check']} {r.get('model', r.get('size'))} ({r['layers']} layers, {r['dtype']})"
+        rows.append(f"| parity {what} | cos {c['cosine']:.6f} | rel_l2 {c['rel_l2']:.2e} | vs fp32: ours {fmt(fp32.get('rel_l2'), '.2e')},"
+                    f" ref {fmt(ref_fp32.get('rel_l2'), '.2e')} | {'PASS' if r['pass'] else 'FAIL'} |")
+    for r in read_lines(os.path.join(out, "kernel.jsonl")):
+        if "case" in r:
+            rows.append(f"| kernel {r['case']} | rel {fmt(r.get('rel_error'), '.2e')} | cos {fmt(r.get('cosine'), '.7f')} | | {'PASS' if r['ok'] else 'FAIL'} |")
+        elif "timing" in r:
+            rows.append(f"| kernel timing {r['tokens']}x{r['dim']} bf16 | fused {r['fused_ms']:.3f} ms | reference {r['reference_ms']:.3f} ms |"
+                        f" {r['speedup']:.2f}x, {r['fused_gb_per_s']:.0f} GB/s | |")
+
+    refs = {(r["model"], r["width"], r["height"], r["frames"]): r for r in read_lines(os.path.join(out, "reference.jsonl"))}
+    bench = []
+    for o in read_lines(os.path.join(out, "ours.jsonl")):
+        key = (o["model"], o["width"], o["height"], o["frames"])
+        ref = refs.get(key, {})
+        for comp in ("dit_step", "text_encode", "vae_decode"):
+            ours_c, ref_c = o.get(comp) or {}, ref.get(comp) or {}
+            if not ours_c and not ref_c:
+                continue
+            ours_s, ref_s = ours_c.get("seconds_min"), ref_c.get("seconds_min")
+            speedup = ref_s / ours_s if ours_s and ref_s else None
+            bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {comp} | {fmt(ours_s, '.4g')} s | {fmt(ref_s, '.4g')} s |"
+                         f" {fmt(speedup, '.2f')}x | {fmt(ours_c.get('tflops'), '.0f')} | {fmt(ours_c.get('fraction_of_floor'), '.2f')} |"
+                         f" {gib(ours_c.get('peak_bytes'))} | {gib(ref_c.get('peak_bytes'))} |")
+        e2e_ref = ref.get("end_to_end_seconds")
+        bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | end to end ({o['steps']} steps) | {fmt(o.get('end_to_end_seconds'), '.4g')} s |"
+                     f" {fmt(e2e_ref, '.4g')} s | | | | | |")
+        rates = o.get("rates") or {}
+        bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.0f')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.0f')} TFLOP/s"
+                     f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')}) | | | | | |")
+
+    lines = ["| check | result | detail | detail | verdict |", "|---|---|---|---|---|", *rows, "",
+             "| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |",
+             "|---|---|---|---|---|---|---|---|---|", *bench]
+    text = "\n".join(lines)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# One-call GPU script: build against the machine's pip torch (CUDA), check the fused kernels, bf16
+# parity against the reference at full width, and the benchmark against the reference in the same
+# run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
+# persists between calls while the machine stays warm).
+#
+#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b report, or all
+#
+# One device call runs at most 600 s: split as in bench/device/README.md, e.g.
+#   call 1: bench/device/run.sh build addon kernel parity report
+#   call 2: bench/device/run.sh bench-ti2v bench-a14b report
+# Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
+# the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
+# default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+WORK="$ROOT/build-device"
+RESULTS="$WORK/results"
+OUT="${OUT:-$WORK/out}"
+PYTHON="${PYTHON:-python3}"
+DEVICE="${WAN_DEVICE:-cuda}"
+JOBS="${JOBS:-$(nproc)}"
+BIN="$WORK/build/Release"
+mkdir -p "$RESULTS" "$OUT"
+export PYTHONDONTWRITEBYTECODE=1
+
+log() { echo "[run.sh $(date +%H:%M:%S)] $*"; }
+fail() { log "FAILED: $*"; finish; exit 1; }
+finish() { cp -r "$RESULTS"/. "$OUT"/ 2>/dev/null || true; }
+
+# ---- environment: libtorch prefix from the python torch, diffusers source, our python modules
+if TORCH_PREFIX="$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"; then
+  export CMAKE_PREFIX_PATH="$TORCH_PREFIX${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+else
+  log "no torch in $PYTHON: CMake falls back to its own search; the python phases will fail"
+fi
+if [[ -z "${DIFFUSERS_SRC:-}" ]]; then
+  DIFFUSERS_SRC="$WORK/ref/src"
+  if [[ ! -d "$DIFFUSERS_SRC/diffusers" && -f "$ROOT/.device/diffusers.tar.gz" ]]; then
+    mkdir -p "$WORK/ref" && tar -xzf "$ROOT/.device/diffusers.tar.gz" -C "$WORK/ref"
+  fi
+fi
+export PYTHONPATH="$DIFFUSERS_SRC:$ROOT/bench/device${PYTHONPATH:+:$PYTHONPATH}"
+
+if [[ "$DEVICE" == cpu ]]; then
+  MODELS_PARITY=(--models small --umt5 small --device cpu --dtype float32)
+  DTYPE=float32
+else
+  MODELS_PARITY=(--models a14b,ti2v5b --umt5 xxl --device cuda --dtype bfloat16 --layers 2)
+  DTYPE=bfloat16
+fi
+
+phase_build() {
+  local napi=() addon=OFF
+  if [[ -d "$ROOT/.device/napi/node-api-headers/include" ]]; then
+    addon=ON
+    napi=(-DNODE_API_HEADERS_DIR="$ROOT/.device/napi/node-api-headers/include" -DNODE_ADDON_API_DIR="$ROOT/.device/napi/node-addon-api")
+  fi
+  local gen=() cuda=()
+  command -v ninja >/dev/null && gen=(-G Ninja)
+  if [[ "$DEVICE" != cpu ]]; then
+    # Hopper only here (one arch builds fastest); CMakeLists.txt defaults to 80;89;90.
+    cuda=(-DCMAKE_CUDA_ARCHITECTURES=90-real -DTORCH_CUDA_ARCH_LIST=9.0)
+    # The toolkit: /usr/local/cuda when it has nvcc, else the folder above nvcc's real path.
+    local nvcc_real=""
+    if [[ -x /usr/local/cuda/bin/nvcc ]]; then nvcc_real=/usr/local/cuda/bin/nvcc
+    elif command -v nvcc >/dev/null; then nvcc_real="$(readlink -f "$(command -v nvcc)")"; fi
+    if [[ -n "$nvcc_real" ]]; then
+      local toolkit; toolkit="$(dirname "$(dirname "$nvcc_real")")"
+      export CUDAToolkit_ROOT="${CUDAToolkit_ROOT:-$toolkit}" CUDA_HOME="${CUDA_HOME:-$toolkit}"
+      cuda+=(-DCMAKE_CUDA_COMPILER="$nvcc_real" -DCUDA_TOOLKIT_ROOT_DIR="$CUDAToolkit_ROOT")
+      # torch's cmake links CUDA::cublas, cufft, ... from the toolkit; where the toolkit lacks one
+      # (a compiler-only install), point it at the copy in the pip torch's nvidia/ wheels.
+      local nvidia; nvidia="$("$PYTHON" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)/nvidia"
+      local lib found
+      for lib in cublas cublasLt curand cufft cusparse cusolver nvrtc nvJitLink cupti cufile; do
+        compgen -G "$CUDAToolkit_ROOT/lib64/lib$lib.so*" >/dev/null && continue
+        found="$(find "$nvidia" -name "lib$lib.so*" 2>/dev/null | sort | head -1)"
+        [[ -n "$found" ]] && cuda+=(-DCUDA_${lib}_LIBRARY="$found") && log "using $found for CUDA::$lib"
+      done
+    fi
+  fi
+  log "configure (addon $addon) -> $RESULTS/build.log"
+  cmake -S "$ROOT" -B "$WORK/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DWAN_BUILD_ADDON=$addon "${napi[@]}" "${cuda[@]}" \
+    >"$RESULTS/build.log" 2>&1 || { tail -40 "$RESULTS/build.log"; fail "cmake configure"; }
+  grep -E "wan-video:" "$RESULTS/build.log"
+  if [[ "$DEVICE" != cpu ]] && ! grep -q "CUDA path ON" "$RESULTS/build.log"; then
+    tail -20 "$RESULTS/build.log"; fail "libtorch without CUDA (is the pip torch a +cu build?)"
+  fi
+  log "build -j$JOBS"
+  cmake --build "$WORK/build" -j "$JOBS" >>"$RESULTS/build.log" 2>&1 || { grep -E "error" "$RESULTS/build.log" | head -30; fail "build"; }
+  ls -la "$BIN" | grep -E "wan_(bench|run)|\.node" || true
+}
+
+# The addon built against the CUDA libtorch, loaded by the carried node: runtimeInfo() must see CUDA.
+phase_addon() {
+  if [[ ! -f "$BIN/wan_video.node" ]]; then log "addon: not built (needs .device/napi from scripts/prepare-device.sh)"; return; fi
+  if [[ ! -x "$WORK/bin/node" ]]; then
+    [[ -f "$ROOT/.device/node.xz" ]] || { log "addon: no .device/node.xz"; return; }
+    mkdir -p "$WORK/bin" && xz -dc "$ROOT/.device/node.xz" >"$WORK/bin/node" && chmod +x "$WORK/bin/node"
+  fi
+  log "addon: runtimeInfo() -> addon.json"
+  "$WORK/bin/node" -e "console.log(JSON.stringify(require(process.argv[1]).runtimeInfo()))" "$BIN/wan_video.node" \
+    | tee "$RESULTS/addon.json" || fail "loading the addon"
+  if [[ "$DEVICE" != cpu ]] && ! grep -q '"cudaAvailable":true' "$RESULTS/addon.json"; then fail "the addon does not see CUDA"; fi
+}
+
+phase_kernel() {
+  if [[ "$DEVICE" == cpu ]]; then log "kernel: skipped on the CPU"; return; fi
+  log "kernel check -> kernel.jsonl"
+  "$BIN/wan_run" kernel-check --device cuda | tee -a "$RESULTS/kernel.jsonl" || fail "kernel check"
+}
+
+phase_parity() {
+  log "parity (${MODELS_PARITY[*]}) -> parity.jsonl"
+  "$PYTHON" "$ROOT/bench/device/parity.py" --tool "$BIN/wan_run" --out "$RESULTS" --work "$WORK/parity-work" "${MODELS_PARITY[@]}" \
+    2>>"$RESULTS/parity.stderr.log" | tee -a "$RESULTS/parity.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || log "parity: FAIL (see parity.stderr.log)"
+}
+
+# ours then the reference, one model and size: bench_pair MODEL WxHxF WARMUP ITERS
+bench_pair() {
+  local model=$1 size=$2 warmup=$3 iters=$4
+  local w=${size%%x*} rest=${size#*x}; local h=${rest%%x*} f=${rest#*x}
+  log "ours: $model $size -> ours.jsonl"
+  "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --width "$w" --height "$h" --frames "$f" \
+    --warmup "$warmup" --iters "$iters" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "ours: FAILED ($model $size)"
+  log "reference: $model $size -> reference.jsonl"
+  "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" \
+    --warmup "$warmup" --iters "$iters" --out "$RESULTS/reference.jsonl" 2>>"$RESULTS/bench.stderr.log" >/dev/null \
+    || log "reference: FAILED ($model $size, see bench.stderr.log)"
+}
+
+phase_bench-ti2v() {
+  if [[ "$DEVICE" == cpu ]]; then bench_pair small 128x128x9 1 1; return; fi
+  bench_pair ti2v5b 1280x704x121 1 2
+}
+
+phase_bench-a14b() {
+  if [[ "$DEVICE" == cpu ]]; then log "bench-a14b: skipped on the CPU"; return; fi
+  bench_pair a14b 832x480x81 1 2
+  bench_pair a14b 1280x720x81 1 1  # ~25 s per CFG step: one warm-up step, one timed
+}
+
+phase_report() {
+  {
+    echo "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader
+  } >"$RESULTS/env.txt"
+  cat "$RESULTS/env.txt"
+  "$PYTHON" "$ROOT/bench/device/report.py" "$RESULTS"
+}
+
+phases=("$@")
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b report)
+for p in "${phases[@]}"; do
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b report all)"
+  start=$SECONDS
+  "phase_$p"
+  log "$p took $((SECONDS - start)) s"
+done
+finish

@@ -1,0 +1,331 @@
+// wan_bench: synthetic random-weight benchmark of the Wan components at their real configs (no Node).
+//
+//   wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]
+//             [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]
+//             [--warmup 1] [--iters 2] [--skip text,dit,rates] [--json]
+//
+// Measures a DiT step with classifier-free guidance (two batch-1 forwards), a text encode, the
+// device's matrix and attention rates, and prints a table (or, with --json, one JSON line).
+//
+// FLOPs are counted, not sampled (one multiply-add = 2 FLOPs; norms, RoPE, softmax, GELU ignored):
+//   DiT forward, T video tokens, L text tokens, d = dim, f = ffn_dim, N layers:
+//     linears    = 2*T*(N*(4d^2 [self q,k,v,o] + 2d^2 [cross q,o] + 2df [FFN]) + patch_in*d + d*patch_out)
+//                + 2*L*(N*2d^2 [cross k,v] + text_dim*d + d^2 [text embedder])
+//     attention  = 4*N*T^2*d [self: QK^T and PV] + 4*N*T*L*d [cross]
+//   UMT5 encode, L tokens, d = d_model, i = heads*d_kv, f = d_ff, N layers:
+//     linears    = 2*L*N*(4*d*i + 3*d*f)      attention = 4*N*L^2*i
+// The floor of a call is linears / (measured matmul rate) + attention / (measured attention rate);
+// "of floor" is floor / measured time (1.0 = at the measured peak rates).
+//
+// VAE decode: not measured yet (the VAE is not in native/models yet); the end-to-end estimate
+// counts it as 0 and says so (vae_decode: null in the JSON).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "core/device.h"
+#include "core/errors.h"
+#include "core/model_config.h"
+#include "core/tensor_io.h"
+#include "models/attention.h"
+#include "models/umt5_encoder.h"
+#include "models/wan_transformer.h"
+#include "tool_support.h"
+
+using namespace wan;
+using namespace wan::tools;
+
+namespace {
+
+struct BenchModel {
+  std::string name;
+  TransformerConfig dit;
+  TextEncoderConfig text;
+  int64_t vaeSpatial = 8, vaeTemporal = 4;
+  int64_t frames = 81, height = 720, width = 1280, steps = 40;
+};
+
+BenchModel benchModel(const std::string& name) {
+  BenchModel m;
+  m.name = name;
+  // TransformerConfig / TextEncoderConfig defaults are the A14B expert and umt5-xxl.
+  if (name == "a14b") return m;
+  if (name == "ti2v5b") {
+    m.dit.numHeads = 24, m.dit.numLayers = 30, m.dit.ffnDim = 14336, m.dit.inChannels = 48, m.dit.outChannels = 48;
+    m.vaeSpatial = 16;  // the Wan2.2 VAE
+    m.frames = 121, m.height = 704, m.width = 1280, m.steps = 50;
+    return m;
+  }
+  if (name == "small") {  // seconds on 2 CPU cores; same structure, tiny widths
+    m.dit.numHeads = 4, m.dit.headDim = 32, m.dit.numLayers = 2, m.dit.ffnDim = 256, m.dit.textDim = 64;
+    m.text.dModel = 64, m.text.dKv = 16, m.text.dFf = 128, m.text.numLayers = 2, m.text.numHeads = 4, m.text.vocabSize = 256;
+    m.frames = 9, m.height = 128, m.width = 128, m.steps = 40;
+    return m;
+  }
+  throw WanError(ErrorCode::BadArgument, "--model must be small, a14b or ti2v5b; got '" + name + "'");
+}
+
+// RandomWeights' rule (N(0, 1/fan_in) matrices, ones for norms, zeros otherwise) drawn directly on
+// the device in the target dtype: a 14B-parameter expert in ~a second instead of minutes of CPU randn.
+class DeviceRandomWeights : public WeightSource {
+ public:
+  DeviceRandomWeights(at::ScalarType dtype, at::Device device) : dtype_(dtype), device_(device) {}
+  bool has(const std::string&) const override { return true; }
+  using WeightSource::get;
+  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) override {
+    auto opts = at::TensorOptions().device(device_).dtype(dtype);
+    if (shape.size() >= 2) {
+      int64_t fanIn = 1;
+      for (size_t i = 1; i < shape.size(); ++i) fanIn *= shape[i];
+      return at::randn(shape, opts).mul_(1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(fanIn, 1))));
+    }
+    return name.find("norm") != std::string::npos ? at::ones(shape, opts) : at::zeros(shape, opts);
+  }
+  void finish() const override {}
+  at::ScalarType dtype() const override { return dtype_; }
+  at::Device device() const override { return device_; }
+
+ private:
+  at::ScalarType dtype_;
+  at::Device device_;
+};
+
+std::unique_ptr<WeightSource> randomWeights(at::ScalarType dtype, at::Device device) {
+  if (device.is_cpu()) return std::make_unique<RandomWeights>(1234, dtype, device);
+  return std::make_unique<DeviceRandomWeights>(dtype, device);
+}
+
+struct Flops {
+  double linear = 0, attention = 0;
+  double total() const { return linear + attention; }
+};
+
+Flops ditForwardFlops(const TransformerConfig& c, int64_t tokens, int64_t textLen) {
+  const double d = static_cast<double>(c.dim()), f = static_cast<double>(c.ffnDim), n = static_cast<double>(c.numLayers);
+  const double t = static_cast<double>(tokens), l = static_cast<double>(textLen);
+  const double patch = static_cast<double>(c.patchSize[0] * c.patchSize[1] * c.patchSize[2]);
+  Flops fl;
+  fl.linear = 2 * t * (n * (4 * d * d + 2 * d * d + 2 * d * f) + c.inChannels * patch * d + d * c.outChannels * patch) +
+              2 * l * (n * 2 * d * d + static_cast<double>(c.textDim) * d + d * d);
+  fl.attention = 4 * n * t * t * d + 4 * n * t * l * d;
+  return fl;
+}
+
+Flops textEncodeFlops(const TextEncoderConfig& c, int64_t len) {
+  const double d = static_cast<double>(c.dModel), i = static_cast<double>(c.numHeads * c.dKv), f = static_cast<double>(c.dFf);
+  const double n = static_cast<double>(c.numLayers), l = static_cast<double>(len);
+  Flops fl;
+  fl.linear = 2 * l * n * (4 * d * i + 3 * d * f);
+  fl.attention = 4 * n * l * l * i;
+  return fl;
+}
+
+// Measured peak rates (FLOP/s) of a square matmul and of the attention entry point the models use.
+struct Rates {
+  double matmul = 0, attention = 0;
+  std::string attentionBackend = "unknown";
+};
+
+std::string sdpaBackendName(const at::Tensor& q) {
+#if TORCH_VERSION_MAJOR >= 2
+  // at::_fused_sdp_choice returns sdp::SDPBackend: -1 error, 0 math, 1 flash, 2 efficient, 3 cudnn.
+  const int64_t b = at::_fused_sdp_choice(q, q, q);
+  switch (b) {
+    case 0: return "math";
+    case 1: return "flash_attention";
+    case 2: return "efficient_attention";
+    case 3: return "cudnn_attention";
+    default: return "backend_" + std::to_string(b);
+  }
+#else
+  (void)q;
+  return "chunked_fallback (libtorch 1.x)";
+#endif
+}
+
+Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int warmup, int iters) {
+  Rates r;
+  const bool gpu = device.is_cuda();
+  const int64_t n = gpu ? 8192 : 512;
+  auto opts = at::TensorOptions().device(device).dtype(dtype);
+  at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
+  Timing mm = timeCalls(device, warmup, std::max(iters, 5), [&] { (void)at::matmul(a, b); });
+  r.matmul = 2.0 * n * n * n / mm.min;
+
+  const int64_t heads = gpu ? 40 : 4, seq = gpu ? 16384 : 512;
+  at::Tensor q = at::randn({1, heads, seq, headDim}, opts), k = at::randn_like(q), v = at::randn_like(q);
+  Timing at_ = timeCalls(device, warmup, std::max(iters, 3), [&] { (void)wan::attention(q, k, v); });
+  r.attention = 4.0 * heads * seq * seq * headDim / at_.min;
+  r.attentionBackend = sdpaBackendName(q);
+  return r;
+}
+
+std::string human(double v, const char* unit) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3g %s", v, unit);
+  return buf;
+}
+
+struct ComponentResult {
+  std::string name;
+  Timing timing;        // seconds per call (a DiT "call" is one CFG step = two forwards)
+  Flops flops;          // per call
+  PeakMemory peak;
+  int64_t weightBytes = 0;
+  double floorSeconds = 0;
+  JsonObject json() const {
+    JsonObject j;
+    j.add("seconds", timing.mean).add("seconds_min", timing.min).add("iters", timing.iters);
+    j.add("flops", flops.total()).add("flops_linear", flops.linear).add("flops_attention", flops.attention);
+    j.add("tflops", flops.total() / timing.min / 1e12);
+    j.add("peak_bytes", peak.bytes).add("peak_kind", peak.kind);
+    if (peak.allocatedBytes) j.add("peak_allocated_bytes", peak.allocatedBytes);
+    j.add("weight_bytes", weightBytes);
+    j.add("floor_seconds", floorSeconds).add("fraction_of_floor", floorSeconds / timing.min);
+    return j;
+  }
+};
+
+double floorOf(const Flops& f, const Rates& r) { return f.linear / r.matmul + f.attention / r.attention; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Args args(argc, argv, {"json", "help"});
+    if (args.has("help")) {
+      std::puts("usage: wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
+                "                 [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]\n"
+                "                 [--warmup 1] [--iters 2] [--skip text,dit,rates] [--json]");
+      return 0;
+    }
+    BenchModel m = benchModel(args.get("model", "small"));
+    const at::Device device = parseDevice(args.get("device", "cpu"));
+    const at::ScalarType dtype = parseDtype(args.get("dtype", device.is_cuda() ? "bfloat16" : "float32"));
+    if (device.is_cpu()) configureThreads();
+    m.frames = args.integer("frames", m.frames), m.height = args.integer("height", m.height), m.width = args.integer("width", m.width);
+    m.steps = args.integer("steps", m.steps);
+    m.dit.numLayers = args.integer("layers", m.dit.numLayers);
+    const int64_t textLen = args.integer("text-len", 512);
+    const int warmup = static_cast<int>(args.integer("warmup", 1)), iters = static_cast<int>(args.integer("iters", 2));
+    const std::string skip = "," + args.get("skip", "") + ",";
+    const bool json = args.has("json");
+    c10::InferenceMode inference;
+    at::manual_seed(0);
+
+    const auto [pt, ph, pw] = m.dit.patchSize;
+    const int64_t latentFrames = (m.frames - 1) / m.vaeTemporal + 1;
+    const int64_t latentH = m.height / m.vaeSpatial, latentW = m.width / m.vaeSpatial;
+    if (latentH % ph || latentW % pw || latentFrames % pt)
+      throw WanError(ErrorCode::BadArgument, "height and width must be multiples of " + std::to_string(m.vaeSpatial * ph));
+    const int64_t tokens = (latentFrames / pt) * (latentH / ph) * (latentW / pw);
+    const int64_t elemBytes = static_cast<int64_t>(at::elementSize(dtype));
+
+    Rates rates;
+    if (skip.find(",rates,") == std::string::npos) rates = measureRates(device, dtype, m.dit.headDim, warmup, iters);
+    PeakMemoryMeter meter(device);
+
+    // ---- text encode
+    ComponentResult text;
+    text.name = "text_encode";
+    bool haveText = false;
+    if (skip.find(",text,") == std::string::npos) {
+      meter.reset();
+      auto weights = randomWeights(dtype, device);
+      Umt5Encoder encoder(m.text, *weights);
+      text.weightBytes = encoder.parameterCount() * elemBytes;
+      at::Tensor ids = at::randint(m.text.vocabSize, {1, textLen}, at::TensorOptions().dtype(at::kLong).device(device));
+      at::Tensor mask = at::ones({1, textLen}, at::TensorOptions().dtype(at::kLong).device(device));
+      text.timing = timeCalls(device, warmup, iters, [&] { (void)encoder.encode(ids, mask); });
+      text.flops = textEncodeFlops(m.text, textLen);
+      text.peak = meter.read();
+      haveText = true;
+    }
+
+    // ---- DiT step with CFG: cond and uncond as two batch-1 forwards of the same expert
+    ComponentResult dit;
+    dit.name = "dit_step_cfg";
+    bool haveDit = false;
+    std::string sdpaAtShape = "not measured";
+    if (skip.find(",dit,") == std::string::npos) {
+      meter.reset();
+      auto weights = randomWeights(dtype, device);
+      WanTransformer model(m.dit, *weights);
+      weights.reset();
+      dit.weightBytes = model.parameterCount() * elemBytes;
+      auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
+      at::Tensor latents = at::randn({1, m.dit.inChannels, latentFrames, latentH, latentW}, f32);
+      at::Tensor timestep = at::full({1}, 500.0, f32);
+      at::Tensor cond = at::randn({1, textLen, m.dit.textDim}, f32), uncond = at::randn({1, textLen, m.dit.textDim}, f32);
+      dit.timing = timeCalls(device, warmup, iters, [&] {
+        (void)model.forward(latents, timestep, cond);
+        (void)model.forward(latents, timestep, uncond);
+      });
+      Flops one = ditForwardFlops(m.dit, tokens, textLen);
+      dit.flops = {2 * one.linear, 2 * one.attention};
+      dit.peak = meter.read();
+      haveDit = true;
+      if (device.is_cuda())
+        sdpaAtShape = sdpaBackendName(at::empty({1, m.dit.numHeads, tokens, m.dit.headDim}, at::TensorOptions().device(device).dtype(dtype)));
+    }
+
+    const bool haveRates = rates.matmul > 0;
+    if (haveRates) {
+      text.floorSeconds = floorOf(text.flops, rates);
+      dit.floorSeconds = floorOf(dit.flops, rates);
+    }
+    const double endToEnd = (haveText ? text.timing.min : 0) + m.steps * (haveDit ? dit.timing.min : 0);
+
+    if (json) {
+      JsonObject j;
+      j.add("tool", "wan_bench").add("model", m.name).add("device", device.str()).add("dtype", dtypeToName(dtype));
+      j.add("torch", torchVersion()).add("threads", static_cast<int64_t>(at::get_num_threads()));
+      j.add("frames", m.frames).add("height", m.height).add("width", m.width).add("tokens", tokens).add("text_len", textLen);
+      j.add("layers", m.dit.numLayers).add("dim", m.dit.dim()).add("steps", m.steps);
+      if (haveRates) {
+        JsonObject r;
+        r.add("matmul_tflops", rates.matmul / 1e12).add("attention_tflops", rates.attention / 1e12).add("attention_backend", rates.attentionBackend);
+        j.add("rates", r);
+      }
+      j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
+      if (haveText) j.add("text_encode", text.json());
+      if (haveDit) j.add("dit_step", dit.json());
+      j.addNull("vae_decode");  // TODO: once native/models has the VAE
+      j.add("end_to_end_seconds", endToEnd);
+      std::cout << j.str() << std::endl;
+      return 0;
+    }
+
+    std::printf("wan_bench: model %s, %s %s, torch %s, %lld threads\n", m.name.c_str(), device.str().c_str(), dtypeToName(dtype).c_str(),
+                torchVersion().c_str(), static_cast<long long>(at::get_num_threads()));
+    std::printf("  video %lldx%lldx%lld -> %lld tokens, text %lld tokens, DiT %lld layers dim %lld\n", static_cast<long long>(m.width),
+                static_cast<long long>(m.height), static_cast<long long>(m.frames), static_cast<long long>(tokens),
+                static_cast<long long>(textLen), static_cast<long long>(m.dit.numLayers), static_cast<long long>(m.dit.dim()));
+    if (haveRates)
+      std::printf("  measured rates: matmul %s, attention %s (%s)\n", human(rates.matmul / 1e12, "TFLOP/s").c_str(),
+                  human(rates.attention / 1e12, "TFLOP/s").c_str(), rates.attentionBackend.c_str());
+    std::printf("  %-14s %10s %10s %12s %10s %12s %12s\n", "component", "s/call", "min s", "TFLOP/s", "of floor", "peak", "weights");
+    auto row = [&](const ComponentResult& c) {
+      std::printf("  %-14s %10.4g %10.4g %12.4g %10.3g %12s %12s\n", c.name.c_str(), c.timing.mean, c.timing.min,
+                  c.flops.total() / c.timing.min / 1e12, haveRates ? c.floorSeconds / c.timing.min : NAN,
+                  human(static_cast<double>(c.peak.bytes) / (1 << 30), "GiB").c_str(),
+                  human(static_cast<double>(c.weightBytes) / (1 << 30), "GiB").c_str());
+    };
+    if (haveText) row(text);
+    if (haveDit) row(dit);
+    std::printf("  %-14s %10s   (TODO: VAE not in native/models yet)\n", "vae_decode", "-");
+    std::printf("  end to end (text + %lld steps, decode not counted): %.4g s\n", static_cast<long long>(m.steps), endToEnd);
+    if (device.is_cuda()) std::printf("  SDPA backend at the DiT's self-attention shape: %s\n", sdpaAtShape.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wan_bench: %s\n", e.what());
+    return 1;
+  }
+}

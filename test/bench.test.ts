@@ -1,0 +1,100 @@
+// The native benchmark and component runner (native/tools/wan_bench.cpp, wan_run.cpp) on the CPU:
+// the small config runs in seconds; the JSON must carry every field with a positive finite value.
+// No timing assertions: numbers vary with the machine.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { native } from '../lib/native.js';
+import { maxRelError } from '../lib/tensor.js';
+import { fixtureCase, FIXTURES } from './helpers/fixtures.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const binDir = process.env.WAN_VIDEO_ADDON ? path.dirname(process.env.WAN_VIDEO_ADDON) : path.join(ROOT, 'build', 'Release');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'wan-bench-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function positiveFinite(v: unknown): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0;
+}
+
+// The DiT forward FLOPs of wan_bench's comment, for the small config (dim 128, ffn 256, 2 layers,
+// patch 1x2x2, 16 channels in and out, text dim 64, 512 text tokens).
+function smallDitForwardFlops(tokens: number): number {
+  const d = 128, f = 256, n = 2, l = 512, textDim = 64, patch = 4;
+  const linear = 2 * tokens * (n * (6 * d * d + 2 * d * f) + 16 * patch * d + d * 16 * patch) + 2 * l * (n * 2 * d * d + textDim * d + d * d);
+  const attention = 4 * n * tokens * tokens * d + 4 * n * tokens * l * d;
+  return linear + attention;
+}
+
+describe('npm run bench (wan_bench, small config on the CPU)', () => {
+  it('prints one JSON line with positive finite timings, FLOPs, rates and peaks', () => {
+    expect(existsSync(path.join(binDir, 'wan_bench'))).toBe(true);
+    const stdout = execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bench.mjs'), '--model', 'small', '--device', 'cpu', '--iters', '1', '--json'], {
+      env: { ...process.env, WAN_BENCH_BIN: path.join(binDir, 'wan_bench') },
+      encoding: 'utf8',
+    });
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const r = JSON.parse(lines[0]);
+    expect(r).toMatchObject({ tool: 'wan_bench', model: 'small', device: 'cpu', dtype: 'float32', frames: 9, height: 128, width: 128, vae_decode: null });
+    expect(r.tokens).toBe(3 * 8 * 8); // 3 latent frames x (128/8/2)^2
+    for (const v of [r.rates.matmul_tflops, r.rates.attention_tflops, r.end_to_end_seconds]) expect(positiveFinite(v)).toBe(true);
+    for (const c of [r.text_encode, r.dit_step]) {
+      for (const k of ['seconds', 'seconds_min', 'flops', 'flops_linear', 'flops_attention', 'tflops', 'peak_bytes', 'weight_bytes', 'floor_seconds', 'fraction_of_floor']) {
+        expect(positiveFinite(c[k]), k).toBe(true);
+      }
+    }
+    // A step with CFG is two forwards; the count follows the stated formula.
+    expect(r.dit_step.flops).toBeCloseTo(2 * smallDitForwardFlops(r.tokens), -3);
+    expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min, 3);
+  });
+
+  it('names a bad model in its error and exits 1', () => {
+    const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'huge'], { encoding: 'utf8' });
+    expect(p.status).toBe(1);
+    expect(p.stderr).toMatch(/--model must be small, a14b or ti2v5b; got 'huge'/);
+  });
+});
+
+describe('wan_run (the component runner of bench/device/parity.py)', () => {
+  it('runs the tiny T2V transformer on the fixture inputs within the fixture tolerance', async () => {
+    const fx = await fixtureCase('t2v-a14b-tiny', 'transformer_forward');
+    const out = path.join(tmp, 'dit.safetensors');
+    const p = spawnSync(
+      path.join(binDir, 'wan_run'),
+      ['dit', '--model', path.join(FIXTURES, 't2v-a14b-tiny', 'transformer'), '--inputs', path.join(FIXTURES, 't2v-a14b-tiny', 'cases', 'transformer_forward.safetensors'), '--out', out],
+      { encoding: 'utf8' },
+    );
+    expect(p.status, p.stderr).toBe(0);
+    expect(JSON.parse(p.stdout.trim())).toMatchObject({ component: 'dit' });
+    const { tensors } = await native().readSafetensors(out);
+    expect(maxRelError(tensors.sample, fx.output('output'))).toBeLessThan(fx.json.tolerance.fp32);
+  });
+
+  it('runs the tiny UMT5 encoder on the fixture ids within the fixture tolerance', async () => {
+    const fx = await fixtureCase('t2v-a14b-tiny', 'text_encoder');
+    const out = path.join(tmp, 'umt5.safetensors');
+    const p = spawnSync(
+      path.join(binDir, 'wan_run'),
+      ['umt5', '--model', path.join(FIXTURES, 't2v-a14b-tiny', 'text_encoder'), '--inputs', path.join(FIXTURES, 't2v-a14b-tiny', 'cases', 'text_encoder.safetensors'), '--out', out],
+      { encoding: 'utf8' },
+    );
+    expect(p.status, p.stderr).toBe(0);
+    const { tensors } = await native().readSafetensors(out);
+    expect(maxRelError(tensors.last_hidden_state, fx.output('last_hidden_state'))).toBeLessThan(fx.json.tolerance.fp32);
+  });
+
+  it('refuses kernel-check in a CPU build and a missing input file with a message', () => {
+    const k = spawnSync(path.join(binDir, 'wan_run'), ['kernel-check'], { encoding: 'utf8' });
+    expect(k.status).toBe(2);
+    expect(k.stderr).toMatch(/needs a CUDA build/);
+    const m = spawnSync(path.join(binDir, 'wan_run'), ['dit', '--model', path.join(FIXTURES, 't2v-a14b-tiny', 'transformer'), '--out', path.join(tmp, 'x.safetensors')], { encoding: 'utf8' });
+    expect(m.status).toBe(1);
+    expect(m.stderr).toMatch(/--inputs is required/);
+  });
+});
