@@ -105,7 +105,7 @@ describe('hostile safetensors files are ERR_WAN_BAD_CHECKPOINT naming file and t
   });
 
   it('a folder or a device file is not a safetensors file', async () => {
-    await expect(native().readSafetensors(dir)).rejects.toMatchObject({ code: 'ERR_WAN_BAD_CHECKPOINT', message: expect.stringContaining(dir) });
+    await expect(native().readSafetensors(dir)).rejects.toMatchObject({ code: 'ERR_WAN_BAD_CHECKPOINT', message: `${dir} is not a regular file` });
     await expect(native().readSafetensors('/dev/zero')).rejects.toMatchObject({ code: 'ERR_WAN_BAD_CHECKPOINT', message: expect.stringContaining('/dev/zero') });
   });
 });
