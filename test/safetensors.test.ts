@@ -219,6 +219,19 @@ describe('describeTensors on folders', () => {
     });
   }
 
+  it('index.json whose shard name is not a string', async () => {
+    const folder = shardedFolder('non-string-shard', { ...goodMap, 'a.weight': 5 as unknown as string });
+    const err = await native().describeTensors(folder).then(() => undefined, (e) => e);
+    expect(err?.code).toBe('ERR_WAN_BAD_CHECKPOINT');
+    expect(err.message).toBe(`${path.join(folder, 'model.safetensors.index.json')}: weight_map entry for 'a.weight' is not a file name`);
+  });
+
+  it('a folder with two index files', async () => {
+    const folder = shardedFolder('two-indexes', goodMap);
+    writeFileSync(path.join(folder, 'other.safetensors.index.json'), JSON.stringify({ weight_map: goodMap }));
+    await expect(native().describeTensors(folder)).rejects.toMatchObject({ code: 'ERR_WAN_BAD_CHECKPOINT', message: `${folder} holds several *.safetensors.index.json files; expected one` });
+  });
+
   it('index.json naming a missing shard', async () => {
     const folder = shardedFolder('missing-shard', { ...goodMap, 'b.weight': 'model-00003-of-00002.safetensors' });
     const err = await native().describeTensors(folder).then(() => undefined, (e) => e);

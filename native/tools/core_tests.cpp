@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
   expectBad([&] { wan::WeightLoader l(wan::TensorStore::openFile(path), at::kFloat, at::Device(at::kCPU)); l.get("w", {3, 2}); }, "'w' has shape [2, 3], expected [3, 2]", "mis-shaped tensor");
   expectBad([&] { wan::WeightLoader l(wan::TensorStore::openFile(path), at::kFloat, at::Device(at::kCPU)); l.get("w", {2, 3}); l.finish(); }, "unexpected tensor 'b'", "unused tensor");
 
+  // describeTensors only opens folders it has checked; the store checks again for C++ callers.
+  expectBad([&] { wan::TensorStore::openFolder(path + ".missing-folder"); }, "missing-folder is not a folder", "opening a missing folder");
   std::remove(path.c_str());
   std::cout << (failures ? "FAILED " : "passed ") << failures << " failure(s)\n";
   return failures ? 1 : 0;
