@@ -189,6 +189,19 @@ console.log('after', await addon._testLongCall(2, 1));
     expect(r.stdout).toContain('after 2');
   });
 
+  it('process.exit on the main thread while a job runs exits with that code', () => {
+    const r = runScript(
+      'exit-main.mjs',
+      `
+import { createRequire } from 'node:module';
+const addon = createRequire(import.meta.url)(process.env.ADDON);
+addon._testLongCall(100000, 10, undefined, (e) => { if (e.step === 3) process.exit(3); });
+`,
+    );
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status, r.stderr).toBe(3);
+  });
+
   it('a worker that exits while its job runs (process.exit inside) ends cleanly', () => {
     const r = runScript(
       'exit-worker.mjs',
