@@ -34,7 +34,42 @@ export interface NativeRuntimeInfo {
   cudaAvailable: boolean;
   cudaDeviceCount: number;
   threads: number;
-  devices: Array<{ type: 'cpu' | 'cuda'; name: string; index?: number; totalMemory?: number }>;
+  /** cpu first, then each visible CUDA device; `model`/`totalMemory`/`computeCapability` of GPUs come from the CUDA runtime. */
+  devices: Array<{ type: 'cpu' | 'cuda'; name: string; index?: number; model?: string; totalMemory?: number; computeCapability?: string }>;
+}
+
+export type ModelConfigKind = 'transformer' | 'text_encoder' | 'vae' | 'scheduler' | 'model_index';
+
+/** The typed configs of native/core/model_config.h, as plain objects; `file` is the file read. */
+export interface NativeTransformerConfig {
+  file: string; inChannels: number; outChannels: number; numHeads: number; headDim: number; numLayers: number;
+  ffnDim: number; freqDim: number; textDim: number; ropeMaxSeqLen: number; patchSize: [number, number, number];
+  eps: number; crossAttnNorm: boolean; qkNorm: string; dim: number;
+}
+export interface NativeTextEncoderConfig {
+  file: string; dModel: number; dKv: number; dFf: number; numLayers: number; numHeads: number; vocabSize: number;
+  relativeAttentionNumBuckets: number; relativeAttentionMaxDistance: number; eps: number; feedForwardProj: string;
+}
+export interface NativeVaeConfig {
+  file: string; baseDim: number; decoderBaseDim: number; zDim: number; inChannels: number; outChannels: number;
+  numResBlocks: number; patchSize: number; scaleFactorSpatial: number; scaleFactorTemporal: number; dimMult: number[];
+  temporalDownsample: boolean[]; attnScales: number[]; isResidual: boolean; latentsMean: number[]; latentsStd: number[];
+}
+export interface NativeSchedulerConfig {
+  file: string; className: string; numTrainTimesteps: number; solverOrder: number; stepsOffset: number; predictionType: string;
+  solverType: string; finalSigmasType: string; timestepSpacing: string; predictX0: boolean; lowerOrderFinal: boolean;
+  useFlowSigmas: boolean; thresholding: boolean; useKarrasSigmas: boolean; useExponentialSigmas: boolean;
+  useBetaSigmas: boolean; useDynamicShifting: boolean; flowShift: number; disableCorrector: number[];
+}
+export interface NativeModelIndex {
+  file: string; className: string; boundaryRatio?: number; expandTimesteps: boolean; hasTransformer2: boolean; hasTokenizer: boolean;
+}
+export interface ModelConfigByKind {
+  transformer: NativeTransformerConfig;
+  text_encoder: NativeTextEncoderConfig;
+  vae: NativeVaeConfig;
+  scheduler: NativeSchedulerConfig;
+  model_index: NativeModelIndex;
 }
 
 export interface LoadOptions {
@@ -175,6 +210,11 @@ export interface NativeBinding {
     totalBytes: number;
     tensors: Array<{ name: string; dtype: string; shape: number[]; file: string }>;
   }>;
+  /**
+   * Reads and validates a config (synchronous): a component folder (its config.json, scheduler_config.json
+   * or model_index.json by kind) or the file itself. Throws ERR_WAN_BAD_CHECKPOINT naming file and field.
+   */
+  readModelConfig<K extends ModelConfigKind>(path: string, kind: K): ModelConfigByKind[K];
   /** torch.manual_seed(seed); torch.randn(shape, dtype=float32) on the CPU generator. */
   randn(seed: number, shape: number[]): TensorData;
   /** Test hook: a cancellable call of `steps` sleeps reporting progress; resolves to steps run. */
@@ -183,6 +223,8 @@ export interface NativeBinding {
   _testThrow(kind: 'c10' | 'bad_alloc' | 'oom' | 'bad_argument' | 'runtime'): Promise<void>;
   /** Test hook: attention of q [B,H,Sq,D], k/v [B,H,Sk,D] by the chunked fallback (blocks of queryChunk queries), by the fallback in one block, and by the attention() entry point (SDPA on libtorch >= 2). */
   _testAttention(q: TensorData, k: TensorData, v: TensorData, queryChunk: number): { chunked: TensorData; unchunked: TensorData; dispatched: TensorData };
+  /** Test hook: the device/dtype option parsing of every loader (throws ERR_WAN_BAD_ARGUMENT / ERR_WAN_NO_CUDA). */
+  _testParseDevice(device: string, dtype?: string): { device: string; dtype: string };
 
   loadTransformer(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTransformer>;
   loadTextEncoder(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTextEncoder>;

@@ -9,7 +9,7 @@ import { readManifest } from '../lib/fixtures.js';
 import { native } from '../lib/native.js';
 import { float32Tensor, maxRelError, numel } from '../lib/tensor.js';
 import { FIXTURES, fixtureCase } from './helpers/fixtures.js';
-import { writeSafetensors } from './helpers/safetensors-writer.js';
+import { writeTensorData } from './helpers/safetensors-writer.js';
 
 const cases = (await readManifest(FIXTURES)).filter((e) => e.kind === 'transformer_forward');
 
@@ -191,7 +191,7 @@ describe('loading checkpoints', () => {
   async function checkpoint(name: string, modified: Record<string, TensorData>): Promise<string> {
     const dir = path.join(tmp, name);
     await cp(path.join(source, 'config.json'), path.join(dir, 'config.json'), { recursive: true });
-    await writeSafetensors(path.join(dir, 'diffusion_pytorch_model.safetensors'), modified);
+    writeTensorData(path.join(dir, 'diffusion_pytorch_model.safetensors'), modified);
     return dir;
   }
   const without = (name: string) => Object.fromEntries(Object.entries(tensors).filter(([n]) => n !== name));

@@ -2,16 +2,43 @@
 
 #include <c10/util/Exception.h>
 
+#include <condition_variable>
+#include <map>
 #include <new>
+#include <thread>
 
 #include "addon_data.h"
 
 namespace wan::addon {
 
 namespace {
-std::mutex gFlagsMutex;
-std::set<std::shared_ptr<std::atomic<bool>>>* gFlags = new std::set<std::shared_ptr<std::atomic<bool>>>();
-std::atomic<bool> gShuttingDown{false};
+
+// The jobs in flight of one environment: their cancel flags and how many threads still run.
+struct EnvJobs {
+  std::mutex mutex;
+  std::condition_variable idle;
+  std::multiset<std::shared_ptr<std::atomic<bool>>> flags;
+  int running = 0;
+};
+
+std::mutex gEnvsMutex;
+// Leaked on purpose: it must outlive every environment, including at process exit.
+auto* gEnvs = new std::map<napi_env, std::shared_ptr<EnvJobs>>();
+
+std::shared_ptr<EnvJobs> JobsOf(napi_env env) {
+  std::lock_guard<std::mutex> lock(gEnvsMutex);
+  auto it = gEnvs->find(env);
+  return it == gEnvs->end() ? nullptr : it->second;
+}
+
+// Whether JS can run in `env` now. During teardown (worker terminated, process.exit in a worker)
+// the loop may still deliver queued callbacks while every call into JS fails, and a failing call
+// through node-addon-api's wrappers is fatal (building its Error fails too). Probe with the C API.
+bool JsCallable(napi_env env) {
+  napi_value object, undefined;
+  if (napi_create_object(env, &object) != napi_ok || napi_get_undefined(env, &undefined) != napi_ok) return false;
+  return napi_set_named_property(env, object, "probe", undefined) == napi_ok;
+}
 
 std::string firstLines(const std::string& s, size_t maxLines = 3) {
   size_t pos = 0;
@@ -30,27 +57,32 @@ bool looksLikeOom(const std::string& msg) {
 }  // namespace
 
 void RegisterShutdownHook(Napi::Env env) {
+  auto jobs = std::make_shared<EnvJobs>();
+  {
+    std::lock_guard<std::mutex> lock(gEnvsMutex);
+    (*gEnvs)[env] = jobs;
+  }
+  napi_env raw = env;
   napi_add_env_cleanup_hook(
       env,
-      [](void*) {
-        gShuttingDown = true;
-        std::lock_guard<std::mutex> lock(gFlagsMutex);
-        for (const auto& f : *gFlags) f->store(true);
+      [](void* arg) {
+        napi_env env = static_cast<napi_env>(arg);
+        std::shared_ptr<EnvJobs> jobs;
+        {
+          std::lock_guard<std::mutex> lock(gEnvsMutex);
+          auto it = gEnvs->find(env);
+          if (it == gEnvs->end()) return;
+          jobs = it->second;
+          gEnvs->erase(it);
+        }
+        // Stop this environment's jobs at their next step and wait for their threads: after this
+        // hook the environment and its thread-safe functions are freed.
+        std::unique_lock<std::mutex> lock(jobs->mutex);
+        for (const auto& f : jobs->flags) f->store(true);
+        jobs->idle.wait(lock, [&] { return jobs->running == 0; });
       },
-      nullptr);
+      raw);
 }
-
-void TrackFlag(const std::shared_ptr<std::atomic<bool>>& flag) {
-  std::lock_guard<std::mutex> lock(gFlagsMutex);
-  gFlags->insert(flag);
-}
-
-void UntrackFlag(const std::shared_ptr<std::atomic<bool>>& flag) {
-  std::lock_guard<std::mutex> lock(gFlagsMutex);
-  gFlags->erase(flag);
-}
-
-bool EnvShuttingDown() { return gShuttingDown.load(); }
 
 Napi::Error MakeError(Napi::Env env, ErrorCode code, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);
@@ -114,85 +146,149 @@ std::shared_ptr<std::atomic<bool>> CancelToken::FromArg(const Napi::CallbackInfo
 
 // ---- AsyncJob
 
-AsyncJob::AsyncJob(Napi::Env env, Work work, Finish finish, std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled)
-    : Napi::AsyncWorker(env, "wan-video"),
-      deferred_(Napi::Promise::Deferred::New(env)),
-      work_(std::move(work)),
-      finish_(std::move(finish)),
-      cancel_(cancel ? std::move(cancel) : std::make_shared<std::atomic<bool>>(false)),
-      onSettled_(std::move(onSettled)) {}
+namespace {
 
-AsyncJob::~AsyncJob() {
-  if (hasProgress_) progress_.Release();
-  UntrackFlag(cancel_);
+struct Job {
+  AsyncJob::Work work;
+  AsyncJob::Finish finish;
+  std::function<void()> onSettled;
+  std::shared_ptr<std::atomic<bool>> cancel;
+  std::shared_ptr<EnvJobs> envJobs;
+  napi_deferred deferred = nullptr;
+  napi_threadsafe_function channel = nullptr;
+  bool hasListener = false;
+  bool failed = false;
+  ErrorCode errorCode = ErrorCode::Internal;
+  std::string errorMessage;
+};
+
+// What the job thread sends to the JS thread: a progress event, or "done" (then settle).
+struct Message {
+  bool done = false;
+  ProgressEvent event;
+};
+
+void DeliverProgress(napi_env env, napi_value listener, const ProgressEvent& ev) {
+  napi_value event;
+  try {
+    Napi::Env e(env);
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("stage", ev.stage);
+    o.Set("step", Napi::Number::New(e, static_cast<double>(ev.step)));
+    o.Set("totalSteps", Napi::Number::New(e, static_cast<double>(ev.totalSteps)));
+    if (!ev.expert.empty()) o.Set("expert", ev.expert);
+    if (ev.timestep >= 0) o.Set("timestep", Napi::Number::New(e, static_cast<double>(ev.timestep)));
+    o.Set("elapsedMs", Napi::Number::New(e, ev.elapsedMs));
+    if (ev.etaMs >= 0) o.Set("etaMs", Napi::Number::New(e, ev.etaMs));
+    if (!ev.message.empty()) o.Set("message", ev.message);
+    event = o;
+  } catch (...) {
+    return;
+  }
+  // The C API, not Napi::Function::Call: the listener may throw, or end the environment
+  // (process.exit in a worker), and neither may take the process down. lib/ reports listener errors.
+  napi_value undefined, result;
+  napi_get_undefined(env, &undefined);
+  if (napi_call_function(env, undefined, listener, 1, &event, &result) != napi_ok) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+  }
 }
+
+void Settle(napi_env env, Job* job) {
+  try {
+    Napi::Env e(env);
+    if (job->onSettled) job->onSettled();
+    napi_value value;
+    bool ok = !job->failed;
+    if (ok) {
+      Napi::Value result;
+      ErrorCode code;
+      std::string message;
+      ok = CaptureErrors([&] { result = job->finish ? job->finish(e) : e.Undefined(); }, &code, &message);
+      value = ok ? result : MakeError(e, code, message).Value();
+    } else {
+      value = MakeError(e, job->errorCode, job->errorMessage).Value();
+    }
+    if (ok) napi_resolve_deferred(env, job->deferred, value);
+    else napi_reject_deferred(env, job->deferred, value);
+  } catch (...) {
+    // Building the result failed in a way CaptureErrors could not report: nothing safe is left to do.
+  }
+}
+
+// Runs on the JS thread for each message, in the order sent; env is null when the environment
+// is being torn down and the queue is only being emptied.
+void OnMessage(napi_env env, napi_value listener, void* context, void* data) {
+  std::unique_ptr<Message> message(static_cast<Message*>(data));
+  auto* job = static_cast<Job*>(context);
+  if (env == nullptr || !JsCallable(env)) return;
+  if (message->done) Settle(env, job);
+  else if (job->hasListener && listener != nullptr) DeliverProgress(env, listener, message->event);
+}
+
+void RunJob(Job* job) {
+  std::shared_ptr<EnvJobs> envJobs = job->envJobs;  // the job may be freed once the channel is released
+  std::function<void(const ProgressEvent&)> sink;
+  if (job->hasListener) {
+    sink = [job](const ProgressEvent& e) {
+      auto* m = new Message{false, e};
+      if (napi_call_threadsafe_function(job->channel, m, napi_tsfn_nonblocking) != napi_ok) delete m;
+    };
+  }
+  RunContext ctx(sink, job->cancel.get());
+  job->failed = !CaptureErrors([&] { job->work(ctx); }, &job->errorCode, &job->errorMessage);
+  auto* done = new Message{true, {}};
+  if (napi_call_threadsafe_function(job->channel, done, napi_tsfn_nonblocking) != napi_ok) delete done;
+  std::shared_ptr<std::atomic<bool>> flag = job->cancel;
+  // After this release the JS thread delivers the queued messages, then finalizes the channel,
+  // which frees the job.
+  napi_release_threadsafe_function(job->channel, napi_tsfn_release);
+  std::lock_guard<std::mutex> lock(envJobs->mutex);
+  envJobs->flags.erase(envJobs->flags.find(flag));
+  if (--envJobs->running == 0) envJobs->idle.notify_all();
+}
+
+}  // namespace
 
 Napi::Promise AsyncJob::Start(Napi::Env env, Work work, Finish finish, Napi::Value onProgress,
                               std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled) {
-  auto* job = new AsyncJob(env, std::move(work), std::move(finish), std::move(cancel), std::move(onSettled));
-  if (onProgress.IsFunction()) {
-    job->progress_ = Napi::ThreadSafeFunction::New(env, onProgress.As<Napi::Function>(), "wan-video progress", 0, 1);
-    job->hasProgress_ = true;
+  std::shared_ptr<EnvJobs> envJobs = JobsOf(env);
+  if (!envJobs) throw MakeError(env, ErrorCode::Internal, "wan-video: the addon was not initialised in this environment");
+  auto job = std::make_unique<Job>();
+  job->work = std::move(work);
+  job->finish = std::move(finish);
+  job->onSettled = std::move(onSettled);
+  job->cancel = cancel ? std::move(cancel) : std::make_shared<std::atomic<bool>>(false);
+  job->envJobs = envJobs;
+  job->hasListener = onProgress.IsFunction();
+  napi_value promise;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &job->deferred, &promise), Napi::Promise());
+  napi_value name = Napi::String::New(env, "wan-video job");
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_threadsafe_function(
+                           env, job->hasListener ? static_cast<napi_value>(onProgress) : nullptr, nullptr, name, 0, 1, job.get(),
+                           [](napi_env, void* data, void*) { delete static_cast<Job*>(data); }, job.get(), OnMessage, &job->channel),
+                       Napi::Promise());
+  Job* raw = job.release();  // owned by the channel from here: its finalizer frees the job
+  {
+    std::lock_guard<std::mutex> lock(envJobs->mutex);
+    envJobs->flags.insert(raw->cancel);
+    ++envJobs->running;
   }
-  TrackFlag(job->cancel_);
-  Napi::Promise promise = job->deferred_.Promise();
-  job->Queue();
-  return promise;
-}
-
-void AsyncJob::Execute() {
-  std::function<void(const ProgressEvent&)> sink;
-  if (hasProgress_) {
-    sink = [this](const ProgressEvent& e) {
-      auto* copy = new ProgressEvent(e);
-      napi_status st = progress_.NonBlockingCall(copy, [](Napi::Env env, Napi::Function cb, ProgressEvent* ev) {
-        std::unique_ptr<ProgressEvent> owned(ev);
-        if (env == nullptr || cb == nullptr) return;  // environment going away
-        try {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("stage", ev->stage);
-          o.Set("step", Napi::Number::New(env, static_cast<double>(ev->step)));
-          o.Set("totalSteps", Napi::Number::New(env, static_cast<double>(ev->totalSteps)));
-          if (!ev->expert.empty()) o.Set("expert", ev->expert);
-          if (ev->timestep >= 0) o.Set("timestep", Napi::Number::New(env, static_cast<double>(ev->timestep)));
-          o.Set("elapsedMs", Napi::Number::New(env, ev->elapsedMs));
-          if (ev->etaMs >= 0) o.Set("etaMs", Napi::Number::New(env, ev->etaMs));
-          if (!ev->message.empty()) o.Set("message", ev->message);
-          cb.Call({o});
-        } catch (...) {
-          // A throwing progress listener must not break the job; lib/ reports listener errors itself.
-        }
-      });
-      if (st != napi_ok) delete copy;
-    };
-  }
-  RunContext ctx(sink, cancel_.get());
-  failed_ = !CaptureErrors([&] { work_(ctx); }, &errorCode_, &errorMessage_);
-}
-
-void AsyncJob::OnOK() {
-  Napi::Env env = Env();
   try {
-    Napi::HandleScope scope(env);
-    if (onSettled_) onSettled_();
-    if (failed_) {
-      deferred_.Reject(MakeError(env, errorCode_, errorMessage_).Value());
-      return;
+    std::thread(RunJob, raw).detach();
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard<std::mutex> lock(envJobs->mutex);
+      envJobs->flags.erase(envJobs->flags.find(raw->cancel));
+      --envJobs->running;
     }
-    Napi::Value result;
-    ErrorCode code;
-    std::string msg;
-    bool ok = CaptureErrors([&] { result = finish_ ? finish_(env) : env.Undefined(); }, &code, &msg);
-    if (ok) deferred_.Resolve(result);
-    else deferred_.Reject(MakeError(env, code, msg).Value());
-  } catch (...) {
-    // The environment is shutting down (a terminated worker thread): nothing to settle.
+    std::string message = std::string("cannot start a thread: ") + e.what();
+    napi_reject_deferred(env, raw->deferred, MakeError(env, ErrorCode::Internal, message).Value());
+    napi_release_threadsafe_function(raw->channel, napi_tsfn_release);
   }
-}
-
-void AsyncJob::OnError(const Napi::Error&) {
-  // Execute never calls SetError; kept for completeness.
-  OnOK();
+  return Napi::Promise(env, promise);
 }
 
 // ---- BusyGuard

@@ -1,7 +1,8 @@
 // Runs a long native call off the JS thread and settles a promise with its result. Progress goes
 // through a thread-safe function; cancellation through a CancelToken's flag, checked between steps
 // by the engine. Every exception becomes a JS Error with a `code` (errors.h); nothing the engine
-// throws can abort the Node process, also not while the environment shuts down (worker threads).
+// throws can abort the Node process, also not while the environment shuts down (worker threads):
+// code that runs on the JS thread after the job first checks that JS can still run.
 #pragma once
 #include <napi.h>
 
@@ -32,48 +33,30 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
   std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
 };
 
-// Flags of every job in flight, set when the environment shuts down so compute loops stop.
+// Per environment: at teardown (a worker thread terminated or exiting) the environment's cleanup
+// hook sets the cancel flag of each of its jobs in flight and waits for their threads to stop, so
+// no job outlives the environment it reports to. Called once from the module's Init.
 void RegisterShutdownHook(Napi::Env env);
-void TrackFlag(const std::shared_ptr<std::atomic<bool>>& flag);
-void UntrackFlag(const std::shared_ptr<std::atomic<bool>>& flag);
-bool EnvShuttingDown();
 
 // A JS Error with `code` from an ErrorCode and message.
 Napi::Error MakeError(Napi::Env env, ErrorCode code, const std::string& message);
 // Runs `fn` and turns any exception into (code, message).
 bool CaptureErrors(const std::function<void()>& fn, ErrorCode* code, std::string* message);
 
-class AsyncJob : public Napi::AsyncWorker {
+// A long call on its own thread (not libuv's pool of four, which fs and dns share, and whose
+// in-flight work would hold up a worker thread's teardown until it ended).
+class AsyncJob {
  public:
   using Work = std::function<void(RunContext&)>;
   using Finish = std::function<Napi::Value(Napi::Env)>;
 
-  // `work` runs on a worker thread; `finish` runs on the JS thread afterwards to build the result.
-  // `onProgress` may be undefined; `cancel` may be null (a private flag is used).
+  // `work` runs on a new thread; `finish` runs on the JS thread afterwards to build the result.
+  // Progress events and the settlement travel through one thread-safe function, in order: every
+  // progress event reaches `onProgress` before the promise settles. `onProgress` may be undefined;
+  // `cancel` may be null (a private flag is used). `onSettled` runs on the JS thread just before
+  // the promise settles.
   static Napi::Promise Start(Napi::Env env, Work work, Finish finish, Napi::Value onProgress,
                              std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled = nullptr);
-
-  ~AsyncJob() override;
-
- protected:
-  void Execute() override;
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
-
- private:
-  AsyncJob(Napi::Env env, Work work, Finish finish, std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled);
-  void Settle();
-
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Finish finish_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
-  std::function<void()> onSettled_;
-  Napi::ThreadSafeFunction progress_;
-  bool hasProgress_ = false;
-  ErrorCode errorCode_ = ErrorCode::Internal;
-  std::string errorMessage_;
-  bool failed_ = false;
 };
 
 // A native object that runs one job at a time: calls while busy are ERR_WAN_BUSY (lib/ queues

@@ -1,5 +1,6 @@
-// JS entry points of the runtime core: runtimeInfo, readSafetensors, randn, and two test hooks
-// (a long cancellable call and an error thrower) that exercise the async/error plumbing.
+// JS entry points of the runtime core: runtimeInfo, readSafetensors, describeTensors,
+// readModelConfig, randn, and test hooks (a long cancellable call, an error thrower, device/dtype
+// parsing) that exercise the async/error plumbing.
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <torch/version.h>
@@ -13,14 +14,30 @@
 #include "async_job.h"
 #include "bindings.h"
 #include "core/device.h"
+#include "core/model_config.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "core/tensor_io.h"
 #include "js_tensor.h"
 
+#ifdef WAN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace wan::addon {
 
 namespace {
+
+// Runs a synchronous entry point's body, turning engine exceptions into coded JS errors (only
+// Napi::Error crosses node-addon-api's callback wrapper safely).
+template <typename Fn>
+auto Sync(Napi::Env env, Fn fn) -> decltype(fn()) {
+  decltype(fn()) result;
+  ErrorCode code;
+  std::string message;
+  if (!CaptureErrors([&] { result = fn(); }, &code, &message)) throw MakeError(env, code, message);
+  return result;
+}
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -46,6 +63,15 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     d.Set("type", "cuda");
     d.Set("name", "cuda:" + std::to_string(i));
     d.Set("index", Napi::Number::New(env, i));
+#ifdef WAN_WITH_CUDA
+    // The GPU's own name and memory, from the CUDA runtime libtorch itself links.
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, i) == cudaSuccess) {
+      d.Set("model", std::string(prop.name));
+      d.Set("totalMemory", Napi::Number::New(env, static_cast<double>(prop.totalGlobalMem)));
+      d.Set("computeCapability", std::to_string(prop.major) + "." + std::to_string(prop.minor));
+    }
+#endif
     devices.Set(static_cast<uint32_t>(i + 1), d);
   }
   o.Set("devices", devices);
@@ -110,6 +136,125 @@ Napi::Value DescribeTensors(const Napi::CallbackInfo& info) {
       info.Env().Undefined(), nullptr);
 }
 
+template <typename T>
+Napi::Array NumberArray(Napi::Env env, const std::vector<T>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
+  return a;
+}
+
+Napi::Array BoolArray(Napi::Env env, const std::vector<bool>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Boolean::New(env, v[i]));
+  return a;
+}
+
+// A component folder's config file, or the path itself when it is a file.
+std::string ConfigFile(const std::string& path, const std::string& kind) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) return path;
+  const char* name = kind == "scheduler" ? "scheduler_config.json" : kind == "model_index" ? "model_index.json" : "config.json";
+  return (std::filesystem::path(path) / name).string();
+}
+
+// readModelConfig(pathOrDir, kind) -> the typed config (model_config.h) as a plain object.
+Napi::Value ReadModelConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0, "path");
+  std::string kind = StringArg(info, 1, "kind");
+  if (kind != "transformer" && kind != "text_encoder" && kind != "vae" && kind != "scheduler" && kind != "model_index")
+    throw MakeError(env, ErrorCode::BadArgument, "argument 'kind' is '" + kind + "'; allowed: 'transformer', 'text_encoder', 'vae', 'scheduler', 'model_index'");
+  std::string file = ConfigFile(path, kind);
+  Napi::Object o = Napi::Object::New(env);
+  auto num = [&](const char* key, double v) { o.Set(key, Napi::Number::New(env, v)); };
+  if (kind == "transformer") {
+    auto c = Sync(env, [&] { return readTransformerConfig(file); });
+    num("inChannels", c.inChannels);
+    num("outChannels", c.outChannels);
+    num("numHeads", c.numHeads);
+    num("headDim", c.headDim);
+    num("numLayers", c.numLayers);
+    num("ffnDim", c.ffnDim);
+    num("freqDim", c.freqDim);
+    num("textDim", c.textDim);
+    num("ropeMaxSeqLen", c.ropeMaxSeqLen);
+    o.Set("patchSize", NumberArray(env, std::vector<int64_t>(c.patchSize.begin(), c.patchSize.end())));
+    num("eps", c.eps);
+    o.Set("crossAttnNorm", Napi::Boolean::New(env, c.crossAttnNorm));
+    o.Set("qkNorm", c.qkNorm);
+    num("dim", c.dim());
+  } else if (kind == "text_encoder") {
+    auto c = Sync(env, [&] { return readTextEncoderConfig(file); });
+    num("dModel", c.dModel);
+    num("dKv", c.dKv);
+    num("dFf", c.dFf);
+    num("numLayers", c.numLayers);
+    num("numHeads", c.numHeads);
+    num("vocabSize", c.vocabSize);
+    num("relativeAttentionNumBuckets", c.relativeAttentionNumBuckets);
+    num("relativeAttentionMaxDistance", c.relativeAttentionMaxDistance);
+    num("eps", c.eps);
+    o.Set("feedForwardProj", c.feedForwardProj);
+  } else if (kind == "vae") {
+    auto c = Sync(env, [&] { return readVaeConfig(file); });
+    num("baseDim", c.baseDim);
+    num("decoderBaseDim", c.decoderBaseDim);
+    num("zDim", c.zDim);
+    num("inChannels", c.inChannels);
+    num("outChannels", c.outChannels);
+    num("numResBlocks", c.numResBlocks);
+    num("patchSize", c.patchSize);
+    num("scaleFactorSpatial", c.scaleFactorSpatial);
+    num("scaleFactorTemporal", c.scaleFactorTemporal);
+    o.Set("dimMult", NumberArray(env, c.dimMult));
+    o.Set("temporalDownsample", BoolArray(env, c.temporalDownsample));
+    o.Set("attnScales", NumberArray(env, c.attnScales));
+    o.Set("isResidual", Napi::Boolean::New(env, c.isResidual));
+    o.Set("latentsMean", NumberArray(env, c.latentsMean));
+    o.Set("latentsStd", NumberArray(env, c.latentsStd));
+  } else if (kind == "scheduler") {
+    auto c = Sync(env, [&] { return readSchedulerConfig(file); });
+    o.Set("className", c.className);
+    num("numTrainTimesteps", c.numTrainTimesteps);
+    num("solverOrder", c.solverOrder);
+    num("stepsOffset", c.stepsOffset);
+    o.Set("predictionType", c.predictionType);
+    o.Set("solverType", c.solverType);
+    o.Set("finalSigmasType", c.finalSigmasType);
+    o.Set("timestepSpacing", c.timestepSpacing);
+    o.Set("predictX0", Napi::Boolean::New(env, c.predictX0));
+    o.Set("lowerOrderFinal", Napi::Boolean::New(env, c.lowerOrderFinal));
+    o.Set("useFlowSigmas", Napi::Boolean::New(env, c.useFlowSigmas));
+    o.Set("thresholding", Napi::Boolean::New(env, c.thresholding));
+    o.Set("useKarrasSigmas", Napi::Boolean::New(env, c.useKarrasSigmas));
+    o.Set("useExponentialSigmas", Napi::Boolean::New(env, c.useExponentialSigmas));
+    o.Set("useBetaSigmas", Napi::Boolean::New(env, c.useBetaSigmas));
+    o.Set("useDynamicShifting", Napi::Boolean::New(env, c.useDynamicShifting));
+    num("flowShift", c.flowShift);
+    o.Set("disableCorrector", NumberArray(env, c.disableCorrector));
+  } else {
+    auto m = Sync(env, [&] { return readModelIndex(file); });
+    o.Set("className", m.className);
+    if (m.boundaryRatio) num("boundaryRatio", *m.boundaryRatio);
+    o.Set("expandTimesteps", Napi::Boolean::New(env, m.expandTimesteps));
+    o.Set("hasTransformer2", Napi::Boolean::New(env, m.hasTransformer2));
+    o.Set("hasTokenizer", Napi::Boolean::New(env, m.hasTokenizer));
+  }
+  o.Set("file", file);
+  return o;
+}
+
+// _testParseDevice(device, dtype?) -> { device, dtype }: the option parsing every loader uses.
+Napi::Value TestParseDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string device = StringArg(info, 0, "device");
+  std::string dtype = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "float32";
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("device", Sync(env, [&] { return parseDevice(device).str(); }));
+  o.Set("dtype", Sync(env, [&] { return dtypeToName(parseDtype(dtype)); }));
+  return o;
+}
+
 // randn(seed, shape) -> tensor: torch.manual_seed(seed); torch.randn(shape, float32)
 Napi::Value Randn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -160,7 +305,8 @@ Napi::Value TestThrow(const Napi::CallbackInfo& info) {
   return AsyncJob::Start(
       info.Env(),
       [kind](RunContext&) {
-        if (kind == "c10") at::ones({2, 3}).view({7});  // a real libtorch shape error
+        // A real libtorch shape error (c10::Error; view's size check throws std::runtime_error on 1.13).
+        if (kind == "c10") at::mm(at::ones({2, 3}), at::ones({2, 3}));
         if (kind == "bad_alloc") throw std::bad_alloc();
         if (kind == "oom") {
           // A real allocation failure of libtorch's CPU allocator.
@@ -180,7 +326,9 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   exports.Set("describeTensors", Napi::Function::New(env, DescribeTensors, "describeTensors"));
   exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
   exports.Set("_testLongCall", Napi::Function::New(env, TestLongCall, "_testLongCall"));
+  exports.Set("readModelConfig", Napi::Function::New(env, ReadModelConfig, "readModelConfig"));
   exports.Set("_testThrow", Napi::Function::New(env, TestThrow, "_testThrow"));
+  exports.Set("_testParseDevice", Napi::Function::New(env, TestParseDevice, "_testParseDevice"));
 }
 
 }  // namespace wan::addon

@@ -57,7 +57,8 @@ namespace {
 
 class Parser {
  public:
-  Parser(const char* data, size_t size, int maxDepth) : p_(data), begin_(data), end_(data + size), maxDepth_(maxDepth) {}
+  Parser(const char* data, size_t size, int maxDepth, size_t maxValues)
+      : p_(data), begin_(data), end_(data + size), maxDepth_(maxDepth), maxValues_(maxValues) {}
 
   bool parseDocument(Value& out) {
     skipWs();
@@ -74,6 +75,8 @@ class Parser {
   const char* begin_;
   const char* end_;
   int maxDepth_;
+  size_t maxValues_;
+  size_t values_ = 0;
 
   bool fail(const std::string& msg) {
     error.message = msg;
@@ -94,6 +97,7 @@ class Parser {
 
   bool parseValue(Value& out, int depth) {
     if (depth > maxDepth_) return fail("JSON nested too deeply");
+    if (++values_ > maxValues_) return fail("JSON holds more than " + std::to_string(maxValues_) + " values");
     if (p_ >= end_) return fail("unexpected end of JSON");
     switch (*p_) {
       case '{': return parseObject(out, depth);
@@ -256,8 +260,8 @@ class Parser {
 
 }  // namespace
 
-std::optional<Value> parse(const char* data, size_t size, ParseError* error, int maxDepth) {
-  Parser parser(data, size, maxDepth);
+std::optional<Value> parse(const char* data, size_t size, ParseError* error, int maxDepth, size_t maxValues) {
+  Parser parser(data, size, maxDepth, maxValues);
   Value v;
   if (!parser.parseDocument(v)) {
     if (error) *error = parser.error;

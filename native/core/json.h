@@ -42,8 +42,10 @@ struct ParseError {
 };
 
 // Parses one JSON document (RFC 8259; surrounding whitespace allowed). Returns nullopt and
-// fills `error` on any syntax error or when nesting exceeds `maxDepth`.
-std::optional<Value> parse(const char* data, size_t size, ParseError* error, int maxDepth = 64);
+// fills `error` on any syntax error, when nesting exceeds `maxDepth`, or when the document holds
+// more than `maxValues` values (each costs ~100 bytes in memory: a hostile "[0,0,0,..." header
+// would otherwise cost 50x its size).
+std::optional<Value> parse(const char* data, size_t size, ParseError* error, int maxDepth = 64, size_t maxValues = SIZE_MAX);
 
 // Reads and parses a whole file; throws WanError(BadCheckpoint) naming the file on failure.
 Value parseFile(const std::string& path, size_t maxBytes = 64u << 20);

@@ -78,7 +78,7 @@ std::string quote(const std::string& s) {
 
 SafetensorsHeader parseSafetensorsHeader(const char* text, size_t textSize, uint64_t dataSize, const std::string& file) {
   json::ParseError perr;
-  auto doc = json::parse(text, textSize, &perr, 16);
+  auto doc = json::parse(text, textSize, &perr, 16, kMaxHeaderValues);
   if (!doc) throwBadCheckpoint(file + ": safetensors header is not valid JSON (" + perr.message + " at byte " + std::to_string(perr.offset + 8) + ")");
   if (!doc->isObject()) throwBadCheckpoint(file + ": safetensors header is a JSON " + json::typeName(doc->type) + ", expected an object");
 
@@ -109,24 +109,26 @@ SafetensorsHeader parseSafetensorsHeader(const char* text, size_t textSize, uint
     if (!d) throwBadCheckpoint(where + ": unknown dtype " + quote(dt->text));
     info.dtype = *d;
     if (shape->items.size() > 16) throwBadCheckpoint(where + ": shape has more than 16 dimensions");
-    // numel * size must not overflow; each dim is bounded by the data size anyway.
-    unsigned __int128 bytes = dtypeSize(info.dtype);
+    // The product of the non-zero dims is bounded (JS numbers hold it exactly, and an empty tensor
+    // [0, 2^40, 2^40] would overflow int64 strides), so numel * dtype size fits easily in 64 bits.
+    uint64_t extent = 1;
     for (const auto& s : shape->items) {
       auto dim = s.asUint64();
-      if (!dim || *dim > (1ull << 62)) throwBadCheckpoint(where + ": shape entries must be non-negative integers");
+      if (!dim) throwBadCheckpoint(where + ": shape entries must be non-negative integers");
+      const uint64_t factor = std::max<uint64_t>(*dim, 1);
+      if (factor > (1ull << 53) / extent) throwBadCheckpoint(where + ": shape has more than 2^53 elements");
+      extent *= factor;
       info.shape.push_back(static_cast<int64_t>(*dim));
-      bytes *= *dim;
-      if (bytes > (static_cast<unsigned __int128>(1) << 64)) bytes = static_cast<unsigned __int128>(1) << 64;
     }
+    const uint64_t bytes = info.numel() * dtypeSize(info.dtype);
     auto b = offs->items[0].asUint64();
     auto e = offs->items[1].asUint64();
     if (!b || !e) throwBadCheckpoint(where + ": data_offsets must be non-negative integers");
     if (*b > *e) throwBadCheckpoint(where + ": data_offsets [" + std::to_string(*b) + ", " + std::to_string(*e) + "] are reversed");
     if (*e > dataSize)
       throwBadCheckpoint(where + ": data_offsets end " + std::to_string(*e) + " is past the end of the data (" + std::to_string(dataSize) + " bytes; file truncated?)");
-    if (static_cast<unsigned __int128>(*e - *b) != bytes)
-      throwBadCheckpoint(where + ": holds " + std::to_string(*e - *b) + " bytes but its shape and dtype " + dt->text + " need " +
-                         (bytes >> 64 ? std::string("more than 2^64") : std::to_string(static_cast<uint64_t>(bytes))));
+    if (*e - *b != bytes)
+      throwBadCheckpoint(where + ": holds " + std::to_string(*e - *b) + " bytes but its shape and dtype " + dt->text + " need " + std::to_string(bytes));
     info.begin = *b;
     info.end = *e;
     header.tensors.push_back(std::move(info));

@@ -32,6 +32,8 @@ struct SafetensorsHeader {
 
 // Largest header we accept: real checkpoints have headers of a few hundred KB.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+// Largest number of JSON values in a header (a tensor entry is ~10): bounds the parser's memory.
+constexpr size_t kMaxHeaderValues = 1u << 20;
 
 // Validates a header (the JSON text) against the size of the data section. Throws
 // WanError(BadCheckpoint) naming `fileLabel` and the offending tensor. Pure: no I/O.

@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// npm "install" script of wan-video. Uses a prebuilt addon from prebuilds/<platform>-<arch>/ when it
+// loads on this machine (it needs the libtorch it was built against); otherwise builds from source
+// with cmake-js (not node-gyp-build's CLI, which falls back to node-gyp and our build is CMake).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(path.join(root, 'package.json'));
+const log = (line) => console.error(`wan-video: ${line}`);
+
+// 1. A prebuild that loads. Tried in a child process: a failed dlopen must not take this one down.
+function prebuildLoads() {
+  const tuple = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!existsSync(tuple)) return false;
+  const probe = `const b = require('node-gyp-build'); const f = b.resolve(${JSON.stringify(root)}); require(f).runtimeInfo(); console.log(f);`;
+  const r = spawnSync(process.execPath, ['-e', probe], { cwd: root, env: { ...process.env, PREBUILDS_ONLY: '1' }, encoding: 'utf8' });
+  if (r.status === 0) {
+    log(`using the prebuilt addon ${r.stdout.trim()}`);
+    return true;
+  }
+  const why = (r.stderr || '').split('\n').find((l) => /Error|error|cannot/.test(l)) ?? `exit ${r.status}`;
+  log(`the prebuilt addon in ${tuple} does not load here (${why.trim()}); building from source`);
+  return false;
+}
+
+// 2. Build from source. The C++ test tools are built only in a development clone.
+function buildFromSource() {
+  let cmakeJs;
+  try {
+    cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  } catch {
+    log('cmake-js is not installed (it is a dependency of wan-video; was the install run with --omit?)');
+    return false;
+  }
+  const clone = existsSync(path.join(root, 'test')) || existsSync(path.join(root, '.git'));
+  const args = [cmakeJs, 'compile', '--CDCMAKE_BUILD_TYPE=Release', `--CDWAN_BUILD_TOOLS=${clone ? 'ON' : 'OFF'}`];
+  log(`building the native addon from source: node ${args.map((a) => path.basename(a)).join(' ')} (a few minutes)`);
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  return r.status === 0 && existsSync(path.join(root, 'build', 'Release', 'wan_video.node'));
+}
+
+if (process.env.WAN_VIDEO_SKIP_INSTALL) {
+  log('WAN_VIDEO_SKIP_INSTALL is set: not building the native addon');
+} else if (!prebuildLoads() && !buildFromSource()) {
+  console.error(`
+wan-video: the native addon could not be built.
+It needs cmake (>= 3.18), a C++17 compiler and libtorch:
+  - Debian/Ubuntu, CPU:  apt-get install cmake g++ libtorch-dev libsentencepiece-dev
+  - CUDA: a pip torch 2.x (pip install torch) is found through python3; or an unpacked libtorch
+    from https://pytorch.org (LIBTORCH=/path/to/libtorch npm rebuild wan-video)
+Then run: npm rebuild wan-video
+`);
+  process.exit(1);
+}

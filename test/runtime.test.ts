@@ -1,0 +1,40 @@
+// runtimeInfo(): what this installation runs on.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { runtimeInfo } from '../lib/index.js';
+import { native, nativePath } from '../lib/native.js';
+
+describe('runtimeInfo', () => {
+  it('names the libtorch, the flavour, the devices and the addon file', () => {
+    const info = runtimeInfo();
+    expect(info.libtorchVersion).toMatch(/^\d+\.\d+\.\d+/);
+    expect(['cpu', 'cuda']).toContain(info.flavour);
+    expect(info.threads).toBeGreaterThanOrEqual(1);
+    expect(info.addonPath).toBe(nativePath());
+    expect(existsSync(info.addonPath)).toBe(true);
+    expect(info.addonPath).toMatch(/\.node$/);
+    expect(path.isAbsolute(info.addonPath)).toBe(true);
+    // The CPU first, with the machine's memory.
+    expect(info.devices[0]).toMatchObject({ type: 'cpu', name: 'cpu' });
+    const meminfo = readFileSync('/proc/meminfo', 'utf8').match(/MemTotal:\s+(\d+) kB/);
+    expect(info.devices[0].totalMemory).toBe(Number(meminfo![1]) * 1024);
+  });
+
+  it('matches the build: a CPU libtorch lists no CUDA device, a CUDA one lists each GPU', () => {
+    const info = runtimeInfo();
+    const raw = native().runtimeInfo();
+    const gpus = info.devices.filter((d) => d.type === 'cuda');
+    expect(gpus.length).toBe(raw.cudaDeviceCount);
+    expect(info.cudaAvailable).toBe(raw.cudaDeviceCount > 0);
+    if (info.flavour === 'cpu') {
+      expect(gpus).toEqual([]);
+      expect(info.cudaAvailable).toBe(false);
+    }
+    gpus.forEach((d, i) => {
+      expect(d).toMatchObject({ type: 'cuda', name: `cuda:${i}`, index: i });
+      expect(d.totalMemory).toBeGreaterThan(0);
+    });
+  });
+});

@@ -1,0 +1,28 @@
+// Zero-copy weights: runs the C++ core tests (native/tools/core_tests.cpp, built next to the addon)
+// which check that a float32 CPU weight is a view of the file mapping and that writing to it
+// changes neither the file nor another open of it.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { nativePath } from '../lib/native.js';
+
+describe('WeightLoader on the CPU shares the file mapping', () => {
+  it('core_tests passes every check', () => {
+    const exe = path.join(path.dirname(nativePath()), 'core_tests');
+    expect(existsSync(exe), `${exe} is built with the addon (WAN_BUILD_TOOLS)`).toBe(true);
+    const dir = mkdtempSync(path.join(tmpdir(), 'wan-core-tests-'));
+    try {
+      const r = spawnSync(exe, [path.join(dir, 'w.safetensors')], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toContain('ok   float32 CPU weight points into the file mapping (zero-copy)');
+      expect(r.stdout).toContain('ok   writing to the view does not change the file on disk');
+      expect(r.stdout).toContain('ok   another open of the file sees the original values');
+      expect(r.stdout).not.toContain('FAIL');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
