@@ -8,6 +8,7 @@
 
 #include "attention.h"
 #include "core/errors.h"
+#include "kernels/modulation.h"
 
 namespace wan {
 
@@ -34,11 +35,6 @@ WanAttentionWeights loadAttention(WeightSource& w, const std::string& prefix, in
   a.normQ = w.get(prefix + ".norm_q.weight", {dim}, at::kFloat);
   a.normK = w.get(prefix + ".norm_k.weight", {dim}, at::kFloat);
   return a;
-}
-
-// LayerNorm without affine over the last dim, in float32 (FP32LayerNorm).
-at::Tensor layerNorm(const at::Tensor& x, double eps) {
-  return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, eps);
 }
 
 // RMSNorm over the full inner dim (all heads together), computed in float32.
@@ -189,7 +185,7 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
 
   // Self-attention, modulated and gated.
   at::Tensor shift = mod(0), scale = mod(1), gate = mod(2);
-  at::Tensor h = (layerNorm(input, eps) * (scale + 1) + shift).to(dtype_);
+  at::Tensor h = layerNormModulate(input, scale, shift, eps, dtype_);
   at::Tensor x = (input.to(at::kFloat) + attention(w.selfAttn, h, h, &ropeCos, &ropeSin) * gate).to(dtype_);
 
   // Cross-attention over every text row (no mask), not gated.
@@ -198,7 +194,7 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
 
   // Feed-forward, modulated and gated.
   shift = mod(3), scale = mod(4), gate = mod(5);
-  h = (layerNorm(x, eps) * (scale + 1) + shift).to(dtype_);
+  h = layerNormModulate(x, scale, shift, eps, dtype_);
   at::Tensor ffn = w.ffnOut(at::gelu(w.ffnIn(h), "tanh"));
   return (x.to(at::kFloat) + ffn.to(at::kFloat) * gate).to(dtype_);
 }
@@ -282,7 +278,7 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
 
   // ---- output head and unpatchify (proj_out features ordered (pt, ph, pw, C))
   at::Tensor shift = modulation(scaleShiftTable, 0, temb), scale = modulation(scaleShiftTable, 1, temb);
-  x = (layerNorm(x, c.eps) * (scale + 1) + shift).to(dtype_);
+  x = layerNormModulate(x, scale, shift, c.eps, dtype_);
   x = projOut(x);
   x = x.view({batch, f, hp, wp, pt, ph, pw, c.outChannels}).permute({0, 7, 1, 4, 2, 5, 3, 6});
   return x.reshape({batch, c.outChannels, frames, height, width}).to(at::kFloat);
