@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run build:prebuild — builds the addons (Release) and copies them where node-gyp-build looks
+// npm run prebuild — builds the addons (Release) and copies them where node-gyp-build looks
 // for prebuilds: prebuilds/<platform>-<arch>/node.napi.node (runtime "node", N-API: any Node >= 20
 // loads it), and the tokenizer addon beside it in tokenizer/wan_tokenizer.node (lib/native.ts loads
 // it from the folder of the main addon). A prebuild only loads where the same libtorch is installed.
