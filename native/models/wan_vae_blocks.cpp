@@ -77,8 +77,10 @@ void estimateCachedConv(const CausalConv3d& conv, ActShape& s, MemoryTally& m, i
   m.cacheBytes += m.bytes(s.channels, kCacheFrames, s.height, s.width);
   ActShape out{conv.outChannels(), s.frames, s.height, s.width};
   int64_t padded = m.bytes(s.channels, s.frames + conv.padTime, s.height, s.width);
-  // input + padded copy + output, and as much again for the backend's layout copies / workspace
-  m.transient(extraLive + m.bytes(s) + 2 * padded + 2 * m.bytes(out));
+  // input + padded copy + output, and as much again for the backend's layout copies / workspace,
+  // plus a reordered copy of the weight (oneDNN's blocked layout)
+  const int64_t weightCopy = conv.weight.numel() * m.elementBytes;
+  m.transient(extraLive + m.bytes(s) + 2 * padded + 2 * m.bytes(out) + weightCopy);
   s = out;
 }
 
