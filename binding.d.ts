@@ -98,7 +98,8 @@ export interface NativeTextEncoder {
 }
 
 export interface VaeTilingOptions {
-  /** true: always tile; false: never; 'auto' (default): tile only when the untiled pass would not fit. */
+  /** true: tile (when the frame is larger than one tile); false (default: tiling changes results slightly): never;
+   *  'auto': tile only when the estimated untiled pass would not fit the device's free memory. */
   tiled?: boolean | 'auto';
   /** Tile size and overlap in pixels (decode output space). */
   tileSize?: number;
@@ -108,7 +109,7 @@ export interface VaeTilingOptions {
 export interface NativeVae {
   /** video [B,3,F,H,W] in [-1,1], F = 4k+1 -> posterior mean, logvar (clamped) and normalized mean. */
   encode(video: TensorData, options?: VaeTilingOptions, token?: CancelToken, onProgress?: ProgressCallback): Promise<{ mean: TensorData; logvar: TensorData; normalized: TensorData }>;
-  /** normalized latents [B,z,F',H',W'] -> de-normalized latents and video [B,3,F,H,W] clamped to [-1,1]. */
+  /** normalized latents [B,z,F',H',W'] -> de-normalized latents and float32 video [B,3,F,H,W] clamped to [-1,1]. */
   decode(latents: TensorData, options?: VaeTilingOptions, token?: CancelToken, onProgress?: ProgressCallback): Promise<{ denormalized: TensorData; video: TensorData }>;
   info(): { zDim: number; version: '2.1' | '2.2'; scaleFactorSpatial: number; scaleFactorTemporal: number; parameterCount: number; dtype: string; device: string };
   dispose(): void;

@@ -21,6 +21,17 @@ at::Tensor lastFrames(const at::Tensor& x, int64_t n) {
 
 }  // namespace
 
+at::Tensor convolution(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding) {
+  // libtorch picks its im2col kernels for small float32 CPU inputs: slow, with column buffers many
+  // times the activation. oneDNN's direct convolution needs neither.
+  if (input.is_cpu() && input.scalar_type() == at::kFloat && at::hasMKLDNN()) {
+    std::vector<int64_t> dilation(stride.size(), 1);
+    return at::mkldnn_convolution(input.contiguous(), weight.contiguous(), bias, padding, stride, dilation, 1);
+  }
+  return weight.dim() == 5 ? at::conv3d(input, weight, bias, stride, padding) : at::conv2d(input, weight, bias, stride, padding);
+}
+
 // ---- CausalConv3d
 
 void CausalConv3d::load(WeightSource& w, const std::string& prefix, int64_t in, int64_t out,
@@ -49,7 +60,7 @@ at::Tensor CausalConv3d::forward(const at::Tensor& x, const at::Tensor& cache) c
   }
   // Zero padding in space is the conv's own padding (the reference pads explicitly; same values).
   const std::array<int64_t, 3> padding{0, padHeight, padWidth};
-  return at::conv3d(input, weight, bias, at::IntArrayRef(stride), at::IntArrayRef(padding));
+  return convolution(input, weight, bias, stride, padding);
 }
 
 at::Tensor cachedConv(const CausalConv3d& conv, const at::Tensor& x, CausalCache& cache) {
@@ -66,8 +77,10 @@ void estimateCachedConv(const CausalConv3d& conv, ActShape& s, MemoryTally& m, i
   m.cacheBytes += m.bytes(s.channels, kCacheFrames, s.height, s.width);
   ActShape out{conv.outChannels(), s.frames, s.height, s.width};
   int64_t padded = m.bytes(s.channels, s.frames + conv.padTime, s.height, s.width);
-  // input + padded copy + output, and as much again for the backend's layout copies / workspace
-  m.transient(extraLive + m.bytes(s) + 2 * padded + 2 * m.bytes(out));
+  // input + padded copy + output, and as much again for the backend's layout copies / workspace,
+  // plus a reordered copy of the weight (oneDNN's blocked layout)
+  const int64_t weightCopy = conv.weight.numel() * m.elementBytes;
+  m.transient(extraLive + m.bytes(s) + 2 * padded + 2 * m.bytes(out) + weightCopy);
   s = out;
 }
 
@@ -141,7 +154,7 @@ int64_t queryRowsPerPass(int64_t keys) { return std::max<int64_t>(1, (int64_t(64
 at::Tensor AttentionBlock::forward(at::Tensor x, CausalCache&, bool) const {
   const int64_t b = x.size(0), c = x.size(1), t = x.size(2), hgt = x.size(3), wid = x.size(4), pixels = hgt * wid;
   at::Tensor frames = x.permute({0, 2, 1, 3, 4}).reshape({b * t, c, hgt, wid});
-  at::Tensor qkv = at::conv2d(norm_.forward(frames), qkvWeight_, qkvBias_);
+  at::Tensor qkv = convolution(norm_.forward(frames), qkvWeight_, qkvBias_, {1, 1}, {0, 0});
   frames.reset();
   qkv = qkv.reshape({b * t, 3 * c, pixels}).permute({0, 2, 1});  // [BT, pixels, 3C]
   at::Tensor q = qkv.narrow(2, 0, c), k = qkv.narrow(2, c, c), v = qkv.narrow(2, 2 * c, c);
@@ -161,7 +174,7 @@ at::Tensor AttentionBlock::forward(at::Tensor x, CausalCache&, bool) const {
   }
 #endif
   qkv.reset();
-  out = at::conv2d(out.permute({0, 2, 1}).reshape({b * t, c, hgt, wid}), projWeight_, projBias_);
+  out = convolution(out.permute({0, 2, 1}).reshape({b * t, c, hgt, wid}), projWeight_, projBias_, {1, 1}, {0, 0});
   out = out.view({b, t, c, hgt, wid}).permute({0, 2, 1, 3, 4}).contiguous();
   out.add_(x);
   return out;
@@ -195,10 +208,10 @@ at::Tensor Resample::spatial(const at::Tensor& x) const {
     if (up) {
       // nearest(-exact) 2x = each pixel repeated 2x2
       f = f.unsqueeze(3).unsqueeze(5).expand({b, c, h, 2, w, 2}).reshape({b, c, 2 * h, 2 * w});
-      f = at::conv2d(f, convWeight_, convBias_, at::IntArrayRef{1, 1}, at::IntArrayRef{1, 1});
+      f = convolution(f, convWeight_, convBias_, {1, 1}, {1, 1});
     } else {
       f = at::constant_pad_nd(f, {0, 1, 0, 1}, 0);
-      f = at::conv2d(f, convWeight_, convBias_, at::IntArrayRef{2, 2}, at::IntArrayRef{0, 0});
+      f = convolution(f, convWeight_, convBias_, {2, 2}, {0, 0});
     }
     if (!out.defined()) out = at::empty({b, f.size(1), t, f.size(2), f.size(3)}, f.options());
     out.select(2, i).copy_(f);

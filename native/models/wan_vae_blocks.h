@@ -51,6 +51,10 @@ struct MemoryTally {
   void transient(int64_t b) { peakTransient = std::max(peakTransient, b); }
 };
 
+// conv2d / conv3d (by the weight's rank), with oneDNN's direct kernel for float32 on the CPU.
+at::Tensor convolution(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding);
+
 // Conv3d whose time axis is padded on the past side only (2*p_t frames of zeros, or cached frames).
 struct CausalConv3d {
   at::Tensor weight, bias;

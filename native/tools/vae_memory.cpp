@@ -5,9 +5,11 @@
 //
 //   vae_memory --vae <vae dir> | --real 2.1|2.2   [--mode decode|encode] [--tiled 0|1]
 //              --shape B,C,F,H,W (latents for decode, video for encode) [--dtype float32] [--device cpu]
-//              [--tile-size 256 --tile-overlap 64]
+//              [--tile-size 256 --tile-overlap 64] [--estimate-only 1]
 // Prints one JSON line.
 #include <ATen/ATen.h>
+
+#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
@@ -81,6 +83,10 @@ wan::VaeConfig realConfig(const std::string& version) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Every allocation above 64 KiB gets its own mapping, returned to the OS when freed: the RSS
+  // high-water mark then tracks live bytes instead of glibc's heap growth.
+  mallopt(M_MMAP_THRESHOLD, 1 << 16);
+  bool estimateOnly = false;
   std::string vaeDir, real, mode = "decode", dtypeName = "float32", deviceName = "cpu", shapeArg;
   bool tiled = false;
   wan::TilingOptions tiling;
@@ -93,6 +99,7 @@ int main(int argc, char** argv) {
     else if (k == "--shape") shapeArg = v;
     else if (k == "--dtype") dtypeName = v;
     else if (k == "--device") deviceName = v;
+    else if (k == "--estimate-only") estimateOnly = v == "1" || v == "true";
     else if (k == "--tile-size") tiling.tileSize = std::stoll(v);
     else if (k == "--tile-overlap") tiling.tileOverlap = std::stoll(v);
     else {
@@ -115,12 +122,29 @@ int main(int argc, char** argv) {
     std::vector<int64_t> shape = parseShape(shapeArg);
     if (shape.size() != 5) wan::throwBadArgument("--shape must be B,C,F,H,W");
     tiling.mode = tiled ? wan::TilingOptions::Mode::On : wan::TilingOptions::Mode::Off;
+    if (estimateOnly) {
+      auto est = [&](bool t) { return mode == "decode" ? vae->estimateDecodeBytes(shape, t, tiling) : vae->estimateEncodeBytes(shape, t, tiling); };
+      std::cout << "{\"mode\":\"" << mode << "\",\"version\":\"" << vae->version() << "\",\"dtype\":\"" << dtypeName
+                << "\",\"parameterCount\":" << vae->parameterCount() << ",\"estimateUntiledBytes\":" << est(false)
+                << ",\"estimateTiledBytes\":" << est(true) << "}" << std::endl;
+      return 0;
+    }
     at::manual_seed(0);
     at::Tensor input = at::randn(shape, at::kFloat);
     if (mode == "encode") input = input.clamp(-1, 1);
     bool tiles = mode == "decode" ? vae->decodeTiles(shape, tiling) : vae->encodeTiles(shape, tiling);
     int64_t estimate = mode == "decode" ? vae->estimateDecodeBytes(shape, tiles, tiling) : vae->estimateEncodeBytes(shape, tiles, tiling);
 
+    // warm-up: thread pools and oneDNN kernels are set up on first use, not part of the peak
+    {
+      std::vector<int64_t> small = shape;
+      small[0] = 1;
+      small[2] = 1;
+      small[3] = small[4] = mode == "decode" ? 2 : vae->config().scaleFactorSpatial;
+      at::Tensor warm = at::zeros(small, at::kFloat);
+      if (mode == "decode") vae->decode(warm);
+      else vae->encode(warm);
+    }
     int64_t before = procStatusBytes("VmRSS:");
     resetPeakRss();
 #ifdef WAN_WITH_CUDA
