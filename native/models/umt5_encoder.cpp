@@ -76,12 +76,23 @@ std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& dir, at::Scala
   return encoder;
 }
 
+void Umt5Encoder::forEachWeight(const std::function<void(at::Tensor&)>& fn) {
+  fn(embedTokens);
+  fn(finalNorm);
+  for (Layer& l : layers)
+    for (at::Tensor* t : {&l.attentionNorm, &l.q, &l.k, &l.v, &l.o, &l.relativeAttentionBias, &l.ffnNorm, &l.wi0, &l.wi1, &l.wo}) fn(*t);
+}
+
 int64_t Umt5Encoder::parameterCount() const {
-  int64_t n = embedTokens.numel() + finalNorm.numel();
-  for (const Layer& l : layers)
-    for (const at::Tensor* t : {&l.attentionNorm, &l.q, &l.k, &l.v, &l.o, &l.relativeAttentionBias, &l.ffnNorm, &l.wi0, &l.wi1, &l.wo})
-      n += t->numel();
+  int64_t n = 0;
+  const_cast<Umt5Encoder*>(this)->forEachWeight([&](at::Tensor& t) { n += t.numel(); });
   return n;
+}
+
+void Umt5Encoder::to(at::Device device) {
+  if (device == device_) return;
+  forEachWeight([&](at::Tensor& t) { t = t.to(device); });
+  device_ = device;
 }
 
 // T5 RMSNorm: the mean square in float32, normalized values rounded to a half-precision weight's

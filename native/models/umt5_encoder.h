@@ -3,6 +3,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,8 +33,11 @@ class Umt5Encoder {
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
   int64_t parameterCount() const;
+  // Moves every weight to `device` (offload between CPU and GPU).
+  void to(at::Device device);
 
  private:
+  void forEachWeight(const std::function<void(at::Tensor&)>& fn);
   struct Layer {
     at::Tensor attentionNorm, q, k, v, o, relativeAttentionBias;
     at::Tensor ffnNorm, wi0, wi1, wo;

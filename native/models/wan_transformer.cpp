@@ -113,7 +113,7 @@ WanTransformer::WanTransformer(const TransformerConfig& config, WeightSource& w)
   w.finish();
 }
 
-void WanTransformer::forEachWeight(const std::function<void(at::Tensor&)>& fn) {
+void WanTransformer::forEachBlockWeight(WanBlockWeights& b, const std::function<void(at::Tensor&)>& fn) {
   auto linear = [&](WanLinear& l) {
     fn(l.weight);
     fn(l.bias);
@@ -122,16 +122,26 @@ void WanTransformer::forEachWeight(const std::function<void(at::Tensor&)>& fn) {
     linear(a.toQ), linear(a.toK), linear(a.toV), linear(a.toOut);
     fn(a.normQ), fn(a.normK);
   };
+  attn(b.selfAttn), attn(b.crossAttn);
+  if (b.norm2Weight.defined()) fn(b.norm2Weight), fn(b.norm2Bias);
+  linear(b.ffnIn), linear(b.ffnOut);
+  fn(b.scaleShiftTable);
+}
+
+void WanTransformer::forEachOuterWeight(const std::function<void(at::Tensor&)>& fn) {
+  auto linear = [&](WanLinear& l) {
+    fn(l.weight);
+    fn(l.bias);
+  };
   fn(patchWeight), fn(patchBias);
   linear(timeLinear1), linear(timeLinear2), linear(timeProj), linear(textLinear1), linear(textLinear2);
-  for (auto& b : blocks_) {
-    attn(b.selfAttn), attn(b.crossAttn);
-    if (b.norm2Weight.defined()) fn(b.norm2Weight), fn(b.norm2Bias);
-    linear(b.ffnIn), linear(b.ffnOut);
-    fn(b.scaleShiftTable);
-  }
   linear(projOut);
   fn(scaleShiftTable);
+}
+
+void WanTransformer::forEachWeight(const std::function<void(at::Tensor&)>& fn) {
+  forEachOuterWeight(fn);
+  for (auto& b : blocks_) forEachBlockWeight(b, fn);
 }
 
 int64_t WanTransformer::parameterCount() const {
@@ -141,9 +151,23 @@ int64_t WanTransformer::parameterCount() const {
 }
 
 void WanTransformer::to(at::Device device) {
-  if (device == device_) return;
+  if (device == device_ && !streaming_) return;
   forEachWeight([&](at::Tensor& t) { t = t.to(device); });
   device_ = device;
+  streaming_ = false;
+}
+
+void WanTransformer::streamBlocks(at::Device device) {
+  forEachOuterWeight([&](at::Tensor& t) { t = t.to(device); });
+  // Pinned host memory makes the per-block uploads asynchronous DMA copies.
+  const bool pin = device.is_cuda();
+  for (auto& b : blocks_)
+    forEachBlockWeight(b, [&](at::Tensor& t) {
+      t = t.to(at::kCPU);
+      if (pin) t = t.pin_memory();
+    });
+  device_ = device;
+  streaming_ = true;
 }
 
 std::pair<at::Tensor, at::Tensor> WanTransformer::ropeTables(int64_t frames, int64_t height, int64_t width) const {
@@ -272,7 +296,14 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   // ---- blocks
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (ctx) ctx->checkCancelled();
-    x = block(blocks_[i], x, text, timestepProj, ropeCos, ropeSin);
+    if (streaming_) {
+      // 'sequential' offload: this block's weights visit the device for this block only.
+      WanBlockWeights onDevice = blocks_[i];
+      forEachBlockWeight(onDevice, [&](at::Tensor& t) { t = t.to(device_, /*non_blocking=*/true); });
+      x = block(onDevice, x, text, timestepProj, ropeCos, ropeSin);
+    } else {
+      x = block(blocks_[i], x, text, timestepProj, ropeCos, ropeSin);
+    }
     if (debug) debug->add("block_" + std::to_string(i) + "_out", x);
   }
 

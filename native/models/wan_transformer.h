@@ -58,8 +58,13 @@ class WanTransformer {
   int64_t parameterCount() const;
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
-  // Moves every weight to `device` (offload between CPU and GPU).
+  // Moves every weight to `device` (offload between CPU and GPU); ends block streaming.
   void to(at::Device device);
+  // Block-by-block streaming for GPUs far smaller than the model ('sequential' offload): the
+  // blocks stay in (pinned) host memory and visit `device` one at a time during forward(); the
+  // small outer layers live on `device`.
+  void streamBlocks(at::Device device);
+  bool streaming() const { return streaming_; }
 
   // RoPE tables for a grid of (frames, height, width) patches: cos and sin [seq, headDim/2] float32,
   // one entry per interleaved pair.
@@ -67,6 +72,8 @@ class WanTransformer {
 
  private:
   void forEachWeight(const std::function<void(at::Tensor&)>& fn);
+  void forEachOuterWeight(const std::function<void(at::Tensor&)>& fn);
+  static void forEachBlockWeight(WanBlockWeights& b, const std::function<void(at::Tensor&)>& fn);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
                        const at::Tensor* ropeCos, const at::Tensor* ropeSin) const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
@@ -75,6 +82,7 @@ class WanTransformer {
   TransformerConfig config_;
   at::ScalarType dtype_;
   at::Device device_;
+  bool streaming_ = false;
   at::Tensor patchWeight;  // Conv3d kernel flattened: [dim, Cin * pt * ph * pw]
   at::Tensor patchBias;
   WanLinear timeLinear1, timeLinear2;  // float32

@@ -45,9 +45,35 @@ void requireShape(const at::Tensor& t, const std::vector<int64_t>& shape, const 
   }
 }
 
+// Puts a component on `device` for a scope and back on the CPU after it, also when the scope ends
+// by an exception (abort, OOM), so the pipeline stays usable. No-op when `active` is false.
+template <typename Component>
+class Visit {
+ public:
+  Visit(Component& c, at::Device device, bool active) : c_(c), active_(active) {
+    if (active_) c_.to(device);
+  }
+  ~Visit() {
+    if (!active_) return;
+    try {
+      c_.to(at::kCPU);
+    } catch (...) {
+      // Moving back can only fail for lack of host memory; the component stays where it is.
+    }
+  }
+  Visit(const Visit&) = delete;
+  Visit& operator=(const Visit&) = delete;
+
+ private:
+  Component& c_;
+  bool active_;
+};
+
 }  // namespace
 
 WanPipeline::~WanPipeline() = default;
+
+bool WanPipeline::offloadsModels() const { return options_.offload != "none" && options_.device.is_cuda(); }
 
 const TransformerConfig& WanPipeline::transformerConfig() const { return experts_->expert(ExpertPair::Expert::High).config(); }
 const VaeConfig& WanPipeline::vaeConfig() const { return vae_->config(); }
@@ -75,20 +101,30 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
     ctx.progress(e);
   };
 
+  // Where the DiT experts live between uses: with 'model'/'sequential' offload on a GPU, on the CPU
+  // (they visit the GPU while they run, whole or block by block). The text encoder visits its device only while encoding,
+  // in every mode: its ~11 GB need not stay on the GPU through the denoise loop.
+  const at::Device home = p->offloadsModels() ? at::Device(at::kCPU) : options.device;
   ctx.checkCancelled();
-  p->textEncoder_ = Umt5Encoder::load((root / "text_encoder").string(), options.dtype, options.textEncoderDevice);
+  p->textEncoder_ = Umt5Encoder::load((root / "text_encoder").string(), options.dtype, at::kCPU);
   loaded("text_encoder");
   ctx.checkCancelled();
-  auto high = WanTransformer::load((root / "transformer").string(), options.dtype, options.device);
+  auto high = WanTransformer::load((root / "transformer").string(), options.dtype, home);
   loaded("transformer");
   std::unique_ptr<WanTransformer> low;
   if (p->index_.hasTransformer2) {
     ctx.checkCancelled();
-    low = WanTransformer::load((root / "transformer_2").string(), options.dtype, options.device);
+    low = WanTransformer::load((root / "transformer_2").string(), options.dtype, home);
     loaded("transformer_2");
+  }
+  if (options.offload == "sequential" && options.device.is_cuda()) {
+    high->streamBlocks(options.device);
+    if (low) low->streamBlocks(options.device);
   }
   p->experts_ = std::make_unique<ExpertPair>(std::move(high), std::move(low), p->index_.boundaryRatio, p->scheduler_.numTrainTimesteps);
   ctx.checkCancelled();
+  // The VAE (0.5-1.4 GB) stays on the device in every mode: its decode peak is activations, which
+  // tiling bounds, not weights.
   p->vae_ = WanVae::load((root / "vae").string(), options.vaeDtype, options.device);
   loaded("vae");
 
@@ -115,8 +151,10 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
 at::Tensor WanPipeline::encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx) {
   const std::string key = PromptCache::keyOf(ids, mask);
   if (auto hit = promptCache_.get(key)) return *hit;
-  at::Tensor hidden = textEncoder_->encode(ids, mask, &ctx);
-  at::Tensor embeds = zeroPastPromptLengths(hidden, mask);
+  const at::Device device = options_.textEncoderDevice;
+  Visit<Umt5Encoder> visit(*textEncoder_, device, !device.is_cpu());
+  at::Tensor hidden = textEncoder_->encode(ids.to(device), mask.to(device), &ctx);
+  at::Tensor embeds = zeroPastPromptLengths(hidden, mask.to(device)).to(at::kCPU);
   promptCache_.put(key, embeds);
   return embeds;
 }
@@ -236,13 +274,30 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     at::Tensor m = ti2vImage ? firstFrameMask : at::ones({1, 1, latentFrames, lh, lw}, latents.options());
     tokenMask = m.select(0, 0).select(0, 0).slice(1, 0, lh, tc.patchSize[1]).slice(2, 0, lw, tc.patchSize[2]).flatten();
   }
+  // 'model' offload: only the active expert is on the GPU; both go home after the loop (or an abort).
+  struct ExpertsHome {
+    ExpertPair& experts;
+    bool active;
+    ~ExpertsHome() {
+      if (!active) return;
+      try {
+        experts.expert(ExpertPair::Expert::High).to(at::kCPU);
+        if (experts.hasTwoExperts()) experts.expert(ExpertPair::Expert::Low).to(at::kCPU);
+      } catch (...) {
+      }
+    }
+  } expertsHome{*experts_, offloadsModels() && options_.offload == "model"};
   const auto denoiseStart = Clock::now();
   for (int64_t i = 0; i < steps; ++i) {
     ctx.checkCancelled();
     const int64_t t = out.timesteps[i];
     const ExpertPair::Expert expert = experts_->select(static_cast<double>(t));
     const bool low = expert == ExpertPair::Expert::Low;
-    const WanTransformer& model = experts_->expert(expert);
+    WanTransformer& model = experts_->expert(expert);
+    if (expertsHome.active) {
+      if (experts_->hasTwoExperts()) experts_->expert(low ? ExpertPair::Expert::High : ExpertPair::Expert::Low).to(at::kCPU);
+      model.to(device);
+    }
     const double g = low ? guidance2 : r.guidanceScale;
     out.expertPerStep.push_back(low ? 2 : 1);
 
@@ -284,6 +339,8 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     out.decoderInput = vae_->denormalize(latents.to(options_.vaeDtype));
     TilingOptions tiling;
     tiling.mode = r.tiledDecode ? TilingOptions::Mode::On : (r.autoTiledDecode ? TilingOptions::Mode::Auto : TilingOptions::Mode::Off);
+    // 'sequential' is for GPUs far smaller than the model: its decode tiles unless told not to.
+    if (r.autoTiledDecode && options_.offload == "sequential" && device.is_cuda()) tiling.mode = TilingOptions::Mode::On;
     out.video = vae_->decode(out.decoderInput, tiling, &ctx).to(at::kFloat);
   }
   ProgressEvent done;
