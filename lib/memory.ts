@@ -183,12 +183,6 @@ export function suggestOffload(estimates: Record<Offload, MemoryEstimate>, freeB
   return OFFLOAD_MODES.find((mode) => estimates[mode].totalBytes <= freeBytes);
 }
 
-/** Default size, frames and fps of each family (the released checkpoints' defaults). */
-export const FAMILY_DEFAULTS: Record<ModelFamily, { width: number; height: number; numFrames: number; fps: number }> = {
-  't2v-a14b': { width: 1280, height: 720, numFrames: 81, fps: 16 },
-  'i2v-a14b': { width: 1280, height: 720, numFrames: 81, fps: 16 },
-  'ti2v-5b': { width: 1280, height: 704, numFrames: 121, fps: 24 },
-};
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -12,7 +12,10 @@ import { fitToArea, imageSize, imageTensor } from './image.js';
 import { native } from './native.js';
 import { finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
 import { cleanPrompt, DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
-import type { GenerateOptions, GenerationSettings, LoadOptions, ModelFamily, ProgressEvent } from './types.js';
+import { estimateMemory, formatBytes, suggestOffload } from './memory.js';
+import { describeModelFolder } from './model-folder.js';
+import { runtimeInfo } from './runtime.js';
+import type { Dtype, GenerateOptions, GenerationSettings, LoadOptions, ModelFamily, Offload, ProgressEvent } from './types.js';
 import { Video } from './video.js';
 
 const LOAD_KEYS = ['device', 'dtype', 'offload', 'textEncoderDevice', 'vaeDtype', 'onProgress', 'signal'] as const;
@@ -47,11 +50,13 @@ export class WanPipeline extends EventEmitter {
   #native: NativePipeline | undefined;
   #info: NativePipelineInfo;
   #tokenizer: Tokenizer | undefined;
+  #loadOptions: { offload: Offload };
   #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
-  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | undefined) {
+  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | undefined, offload: Offload) {
     super();
+    this.#loadOptions = { offload };
     this.dir = dir;
     this.#native = nativePipeline;
     this.#info = nativePipeline.info();
@@ -87,7 +92,7 @@ export class WanPipeline extends EventEmitter {
         token,
         (e) => onProgress(e as ProgressEvent),
       );
-      return new WanPipeline(resolved, nativePipeline, tokenizer);
+      return new WanPipeline(resolved, nativePipeline, tokenizer, offload);
     } finally {
       release();
     }
@@ -128,6 +133,32 @@ export class WanPipeline extends EventEmitter {
     return this.#native.info();
   }
 
+  /** An ERR_WAN_OOM that also says what the request needs and which offload mode would fit. */
+  async #explainOom(err: WanError, details: GenerationSettings): Promise<WanError> {
+    let advice = '';
+    try {
+      const info = this.#info;
+      const model = (await describeModelFolder(this.dir)).memoryModel;
+      const estimates = estimateMemory(model, {
+        width: details.width, height: details.height, numFrames: details.numFrames, dtype: info.dtype as Dtype,
+        textEncoderOnDevice: info.device !== 'cpu',
+      });
+      const mode = this.#loadOptions.offload;
+      const need = formatBytes(estimates[mode].totalBytes);
+      if (info.device === 'cpu') {
+        advice = ` This request needs about ${need} of host memory; use a smaller size or fewer frames.`;
+      } else {
+        const device = runtimeInfo().devices.find((d) => d.name === info.device || (d.type === 'cuda' && info.device === `cuda:${d.index}`));
+        const fits = device?.totalMemory ? suggestOffload(estimates, device.totalMemory) : undefined;
+        advice = ` With offload '${mode}' it needs about ${need}.` +
+          (fits && fits !== mode ? ` offload: '${fits}' would fit (about ${formatBytes(estimates[fits].totalBytes)}).` : ' Use a smaller size or fewer frames.');
+      }
+    } catch {
+      // The estimate is advice only; the original error stands.
+    }
+    return new WanError('ERR_WAN_OOM', err.message + advice, { cause: err });
+  }
+
   #emit(event: ProgressEvent, options: GenerateOptions): void {
     this.emit('progress', event);
     options.onProgress?.(event);
@@ -145,6 +176,8 @@ export class WanPipeline extends EventEmitter {
     let result: NativeGenerateResult;
     try {
       result = await this.#native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options));
+    } catch (err) {
+      throw (err as WanError)?.code === 'ERR_WAN_OOM' ? await this.#explainOom(err as WanError, details) : err;
     } finally {
       release();
     }

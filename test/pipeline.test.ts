@@ -160,6 +160,14 @@ describe('WanPipeline on the bundled tiny model', () => {
     });
   }
 
+  it('a request too large for memory is ERR_WAN_OOM saying what it needs, and the pipeline stays usable', async () => {
+    // 8192x8192x9997 frames: the initial noise alone would be ~167 GB.
+    const err = await rejection(pipe.generate({ ...SMALL, width: 8192, height: 8192, numFrames: 9997 }));
+    expect(err.code).toBe('ERR_WAN_OOM');
+    expect(err.message).toMatch(/needs about [0-9.]+ [KMGT]i?B of host memory; use a smaller size or fewer frames/);
+    expect((await pipe.generate(SMALL)).numFrames).toBe(5);
+  });
+
   it('keeps memory flat across 20 consecutive generations', async () => {
     await pipe.generate(SMALL);
     if (global.gc) global.gc();

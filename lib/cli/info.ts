@@ -3,7 +3,8 @@
 import os from 'node:os';
 
 import { ffmpegVersion } from '../ffmpeg.js';
-import { estimateMemory, FAMILY_DEFAULTS, formatBytes, type MemoryEstimate } from '../memory.js';
+import { FAMILY_DEFAULTS } from '../defaults.js';
+import { estimateMemory, formatBytes, type MemoryEstimate } from '../memory.js';
 import { describeModelFolder, type ModelFolderInfo } from '../model-folder.js';
 import { runtimeInfo, type RuntimeInfo } from '../runtime.js';
 import type { Dtype, Offload } from '../types.js';

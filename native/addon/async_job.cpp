@@ -101,7 +101,7 @@ bool CaptureErrors(const std::function<void()>& fn, ErrorCode* code, std::string
     std::string msg = e.what_without_backtrace();
     *code = looksLikeOom(msg) ? ErrorCode::OutOfMemory : ErrorCode::Internal;
     *message = (*code == ErrorCode::OutOfMemory ? "out of memory: " : "libtorch error: ") + firstLines(msg) +
-               (*code == ErrorCode::OutOfMemory ? " (try offload: 'model' or 'sequential', a smaller size or fewer frames)" : "");
+               (*code == ErrorCode::OutOfMemory ? " (use a smaller size or fewer frames; on a GPU, offload 'model' or 'sequential' needs less)" : "");
   } catch (const std::bad_alloc&) {
     *code = ErrorCode::OutOfMemory;
     *message = "out of memory (host allocation failed); try a smaller size, fewer frames or offload";
