@@ -198,7 +198,10 @@ export async function runParity(dir: string, log: (line: string) => void = () =>
   const checks: ParityCheck[] = [];
   const failures: string[] = [];
   const roots = findManifests(path.resolve(dir));
-  if (roots.length === 0) failures.push(`no manifest.json under ${dir}`);
+  if (roots.length === 0) {
+    failures.push(`no manifest.json under ${dir}`);
+    log(`FAIL no manifest.json under ${dir}`);
+  }
   for (const root of roots) {
     for (const entry of await readManifest(root)) {
       const label = `${entry.family}/${entry.case}`;

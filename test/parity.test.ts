@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 
 import { readManifest } from '../lib/fixtures.js';
 import { runParity } from '../lib/parity.js';
+import { buildCli, startCli } from './helpers/cli.js';
 import { FIXTURES } from './helpers/fixtures.js';
 
 describe('parity runner on test/fixtures/wan-tiny', () => {
@@ -30,5 +31,20 @@ describe('parity runner on test/fixtures/wan-tiny', () => {
     const report = await runParity(`${FIXTURES}/t2v-a14b-tiny/scheduler`);
     expect(report.ok).toBe(false);
     expect(report.failures[0]).toMatch(/no manifest\.json/);
+  });
+});
+
+describe('wan-video parity (the CLI)', () => {
+  it('prints one line per check and exits 0 on the shipped fixtures, 1 on a folder without them', async () => {
+    buildCli();
+    const ok = await startCli(['parity', FIXTURES]).done;
+    expect(ok.code).toBe(0);
+    const lines = ok.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.startsWith('ok  ')).length).toBeGreaterThan(50);
+    expect(lines.some((l) => l.startsWith('FAIL'))).toBe(false);
+    expect(lines.at(-1)).toMatch(/^parity: \d+ passed, 0 failed$/);
+    const bad = await startCli(['parity', `${FIXTURES}/t2v-a14b-tiny/vae`]).done;
+    expect(bad.code).toBe(1);
+    expect(bad.stdout + bad.stderr).toMatch(/no manifest\.json/);
   });
 });

@@ -1,8 +1,11 @@
 // The public API on the bundled tiny model (real tokenizer, random weights): progress, abort,
 // queueing, dispose, option validation, determinism and memory across many generations.
+import { rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { WanPipeline } from '../lib/pipeline.js';
@@ -211,6 +214,36 @@ describe('WanPipeline.load', () => {
       expect([v.width, v.height, v.numFrames, v.fps]).toEqual([64, 64, 5, 24]);
     } finally {
       await pipe.dispose();
+    }
+  });
+
+  it('image to video takes a PNG Buffer, a file path or raw RGB, and sizes from the image aspect', async () => {
+    const embeds = { dtype: 'float32' as const, shape: [1, 512, 32], data: new Float32Array(512 * 32).fill(0.1) };
+    const base = { numFrames: 5, steps: 2, seed: 3, promptEmbeds: embeds, negativePromptEmbeds: { ...embeds, data: new Float32Array(512 * 32) } };
+    const rgb = new Uint8Array(40 * 30 * 3).map((_, i) => (i * 7) % 256);
+    const png = await sharp(Buffer.from(rgb), { raw: { width: 40, height: 30, channels: 3 } }).png().toBuffer();
+    const file = path.join(os.tmpdir(), `wan-video-test-${process.pid}.png`);
+    writeFileSync(file, png);
+    const i2v = await WanPipeline.load(path.join(FIXTURES, 'i2v-a14b-tiny'));
+    const ti2v = await WanPipeline.load(path.join(FIXTURES, 'ti2v-5b-tiny'));
+    try {
+      expect((await rejection(i2v.generate({ ...base, width: 32, height: 48 }))).message).toContain("'image'");
+      const fromBuffer = await i2v.generate({ ...base, image: png, width: 32, height: 48 });
+      const fromFile = await i2v.generate({ ...base, image: file, width: 32, height: 48 });
+      const fromRaw = await i2v.generate({ ...base, image: { data: rgb, width: 40, height: 30 }, width: 32, height: 48 });
+      expect([fromBuffer.width, fromBuffer.height, fromBuffer.numFrames]).toEqual([32, 48, 5]);
+      expect(Buffer.from(fromFile.frames).equals(Buffer.from(fromBuffer.frames))).toBe(true);
+      expect(Buffer.from(fromRaw.frames).equals(Buffer.from(fromBuffer.frames))).toBe(true);
+      // No size given: the image's 4:3 aspect at the family's area, in multiples of 32 for TI2V-5B.
+      const sized = await ti2v.generate({ ...base, image: png, steps: 1, output: 'latents' });
+      expect(sized.settings).toMatchObject({ width: 1088, height: 800 });
+      const ti2vVideo = await ti2v.generate({ ...base, image: png, width: 64, height: 64 });
+      expect([ti2vVideo.width, ti2vVideo.height]).toEqual([64, 64]);
+      expect((await rejection(ti2v.generate({ ...base, image: Buffer.from('not an image'), width: 64, height: 64 }))).code).toBe('ERR_WAN_BAD_ARGUMENT');
+    } finally {
+      rmSync(file, { force: true });
+      await i2v.dispose();
+      await ti2v.dispose();
     }
   });
 

@@ -39,6 +39,9 @@ export const REAL_MODELS = [
 ];
 
 /** The random-weight model shipped in the package, used when --model is not given. */
+/** Size, frames and steps of `generate` with the bundled tiny model unless flags say otherwise. */
+export const BUNDLED_DEFAULTS = { width: 160, height: 96, numFrames: 17, steps: 10 } as const;
+
 export function bundledModelDir(): string {
   return path.join(packageRoot(), 'models', 'tiny');
 }
@@ -67,8 +70,11 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
       throw new WanError('ERR_WAN_BAD_ARGUMENT', `option '--image' names '${flags.image}', which does not exist`);
     }
     let modelDir = flags.model;
+    // The bundled model's own defaults: the family's 1280x720x81 would take the CPU minutes.
+    let small: { width?: number; height?: number; numFrames?: number; steps?: number } = {};
     if (modelDir === undefined) {
       modelDir = bundledModelDir();
+      small = BUNDLED_DEFAULTS;
       reporter.note(
         `No --model given: using the bundled tiny model (${modelDir}). It has random weights and exists to test ` +
           `the installation; its output is noise. For real videos download a Diffusers checkpoint ` +
@@ -89,10 +95,10 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
       prompt: flags.prompt,
       negativePrompt: flags.negativePrompt,
       image: flags.image,
-      width: flags.size?.width,
-      height: flags.size?.height,
-      numFrames: flags.frames,
-      steps: flags.steps,
+      width: flags.size?.width ?? small.width,
+      height: flags.size?.height ?? small.height,
+      numFrames: flags.frames ?? small.numFrames,
+      steps: flags.steps ?? small.steps,
       guidanceScale: flags.guidance,
       guidanceScale2: flags.guidance2,
       shift: flags.shift,
