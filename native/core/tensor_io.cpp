@@ -10,15 +10,13 @@
 
 namespace wan {
 
-namespace {
-std::string shapeString(const std::vector<int64_t>& s) {
+std::string shapeString(at::IntArrayRef s) {
   std::ostringstream o;
   o << "[";
   for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
   o << "]";
   return o.str();
 }
-}  // namespace
 
 at::ScalarType toScalarType(DType d, const std::string& where) {
   switch (d) {

@@ -11,6 +11,9 @@
 
 namespace wan {
 
+// "[2, 16, 3]": shapes in error messages.
+std::string shapeString(at::IntArrayRef shape);
+
 at::ScalarType toScalarType(DType d, const std::string& where);
 DType fromScalarType(at::ScalarType t);
 

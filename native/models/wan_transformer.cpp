@@ -4,7 +4,6 @@
 #include <torch/version.h>
 
 #include <cmath>
-#include <sstream>
 
 #include "attention.h"
 #include "core/errors.h"
@@ -14,13 +13,6 @@ namespace wan {
 
 namespace {
 
-std::string shapeString(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
 
 WanLinear loadLinear(WeightSource& w, const std::string& prefix, int64_t out, int64_t in, at::ScalarType dtype) {
   return {w.get(prefix + ".weight", {out, in}, dtype), w.get(prefix + ".bias", {out}, dtype)};

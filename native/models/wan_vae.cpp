@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <sstream>
 
 #include "core/errors.h"
 
@@ -35,13 +34,6 @@ class CountingSource : public WeightSource {
   WeightSource& inner_;
 };
 
-std::string shapeString(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
 
 int64_t elementBytes(at::ScalarType t) { return static_cast<int64_t>(c10::elementSize(t)); }
 

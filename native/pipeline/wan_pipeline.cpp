@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "core/rng.h"
+#include "core/tensor_io.h"
 #include "models/expert_pair.h"
 #include "models/scheduler.h"
 #include "models/umt5_encoder.h"
@@ -31,18 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 double msSince(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
 
-std::string shapeOf(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 void requireShape(const at::Tensor& t, const std::vector<int64_t>& shape, const std::string& what) {
-  if (t.sizes().vec() != shape) {
-    std::string want = "[";
-    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
-    throwBadArgument(what + " has shape " + shapeOf(t) + ", expected " + want + "]");
-  }
+  if (t.sizes().vec() != shape) throwBadArgument(what + " has shape " + shapeString(t.sizes()) + ", expected " + shapeString(shape));
 }
 
 // Puts a component on `device` for a scope and back on the CPU after it, also when the scope ends
@@ -196,7 +188,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   const bool cfg = r.guidanceScale > 1.0;
   at::Tensor cond = r.promptEmbeds.defined() ? r.promptEmbeds.to(at::kFloat) : encodeText(r.promptIds, r.promptMask, ctx);
   const int64_t batch = cond.size(0);
-  if (cond.dim() != 3 || cond.size(2) != tc.textDim) throwBadArgument("option 'promptEmbeds' has shape " + shapeOf(cond) + ", expected [B, L, " + std::to_string(tc.textDim) + "]");
+  if (cond.dim() != 3 || cond.size(2) != tc.textDim) throwBadArgument("option 'promptEmbeds' has shape " + shapeString(cond.sizes()) + ", expected [B, L, " + std::to_string(tc.textDim) + "]");
   at::Tensor uncond;
   if (cfg) {
     if (r.negativeEmbeds.defined()) uncond = r.negativeEmbeds.to(at::kFloat);
@@ -239,7 +231,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   if (i2vA14b || ti2vImage) {
     at::Tensor image = r.image.to(at::kFloat);
     if (image.dim() != 4 || image.size(1) != 3 || image.size(2) != r.height || image.size(3) != r.width || (image.size(0) != 1 && image.size(0) != batch))
-      throwBadArgument("option 'image' has shape " + shapeOf(image) + ", expected [1, 3, " + std::to_string(r.height) + ", " + std::to_string(r.width) + "]");
+      throwBadArgument("option 'image' has shape " + shapeString(image.sizes()) + ", expected [1, 3, " + std::to_string(r.height) + ", " + std::to_string(r.width) + "]");
     at::Tensor video = image.unsqueeze(2);
     if (i2vA14b) video = at::cat({video, at::zeros({image.size(0), 3, r.numFrames - 1, r.height, r.width}, video.options())}, 2);
     TilingOptions noTiling;
