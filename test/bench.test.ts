@@ -41,7 +41,7 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     const lines = stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const r = JSON.parse(lines[0]);
-    expect(r).toMatchObject({ tool: 'wan_bench', model: 'small', device: 'cpu', dtype: 'float32', frames: 9, height: 128, width: 128, vae_decode: null });
+    expect(r).toMatchObject({ tool: 'wan_bench', model: 'small', device: 'cpu', dtype: 'float32', frames: 9, height: 128, width: 128 });
     expect(r.tokens).toBe(3 * 8 * 8); // 3 latent frames x (128/8/2)^2
     for (const v of [r.rates.matmul_tflops, r.rates.attention_tflops, r.end_to_end_seconds]) expect(positiveFinite(v)).toBe(true);
     for (const c of [r.text_encode, r.dit_step]) {
@@ -49,9 +49,18 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
         expect(positiveFinite(c[k]), k).toBe(true);
       }
     }
+    // VAE decode of the 16x3x16x16 latents: whole frames (fits easily) and 64 px tiles; no FLOPs counted.
+    expect(r.vae_decode).toMatchObject({ vae: 'tiny', dtype: 'float32', latent_frames: 3, latent_height: 16, latent_width: 16, counted: 'untiled' });
+    for (const k of ['seconds_min', 'peak_bytes', 'weight_bytes', 'free_bytes']) expect(positiveFinite(r.vae_decode[k]), k).toBe(true);
+    for (const v of [r.vae_decode.untiled, r.vae_decode.tiled]) {
+      for (const k of ['seconds', 'seconds_min', 'peak_bytes', 'estimate_bytes']) expect(positiveFinite(v[k]), k).toBe(true);
+      expect(v.flops).toBeUndefined();
+    }
+    expect(r.vae_decode.tiled.estimate_bytes).toBeLessThan(r.vae_decode.untiled.estimate_bytes);
+    expect(r.vae_decode.seconds_min).toBe(r.vae_decode.untiled.seconds_min);
     // A step with CFG is two forwards; the count follows the stated formula.
     expect(r.dit_step.flops).toBeCloseTo(2 * smallDitForwardFlops(r.tokens), -3);
-    expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min, 3);
+    expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min + r.vae_decode.seconds_min, 3);
   });
 
   it('names a bad model in its error and exits 1', () => {
