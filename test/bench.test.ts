@@ -98,6 +98,29 @@ describe('wan_run (the component runner of bench/device/parity.py)', () => {
     expect(maxRelError(tensors.last_hidden_state, fx.output('last_hidden_state'))).toBeLessThan(fx.json.tolerance.fp32);
   });
 
+  for (const family of ['t2v-a14b-tiny', 'ti2v-5b-tiny']) {
+    it(`decodes the ${family} VAE fixture latents (vae-decode) within the fixture tolerance, untiled and tiled`, async () => {
+      const fx = await fixtureCase(family, 'vae_decode');
+      const inputs = path.join(FIXTURES, family, 'cases', 'vae_decode.safetensors');
+      for (const tiled of ['0', '1']) {
+        const out = path.join(tmp, `vae-${family}-${tiled}.safetensors`);
+        // 32 px tiles with 16 px overlap split the Wan2.1 fixture's 32x48 frames; the Wan2.2 one (32x64) too.
+        const p = spawnSync(
+          path.join(binDir, 'wan_run'),
+          ['vae-decode', '--model', path.join(FIXTURES, family, 'vae'), '--inputs', inputs, '--latents-tensor', 'latents_denormalized', '--out', out,
+            '--tiled', tiled, '--tile-size', '32', '--tile-overlap', '16'],
+          { encoding: 'utf8' },
+        );
+        expect(p.status, p.stderr).toBe(0);
+        expect(JSON.parse(p.stdout.trim())).toMatchObject({ component: 'vae-decode', tiled: tiled === '1' });
+        const { tensors } = await native().readSafetensors(out);
+        expect(tensors.sample.shape).toEqual(fx.output('video').shape);
+        // Untiled is the reference computation; tiling blends overlapping tiles and differs slightly.
+        if (tiled === '0') expect(maxRelError(tensors.sample, fx.output('video'))).toBeLessThan(fx.json.tolerance.fp32);
+      }
+    });
+  }
+
   it('refuses kernel-check in a CPU build and a missing input file with a message', () => {
     const k = spawnSync(path.join(binDir, 'wan_run'), ['kernel-check'], { encoding: 'utf8' });
     expect(k.status).toBe(2);
