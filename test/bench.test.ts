@@ -50,7 +50,7 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
       }
     }
     // VAE decode of the 16x3x16x16 latents: whole frames (fits easily) and 64 px tiles; no FLOPs counted.
-    expect(r.vae_decode).toMatchObject({ vae: 'tiny', dtype: 'float32', latent_frames: 3, latent_height: 16, latent_width: 16, counted: 'untiled' });
+    expect(r.vae_decode).toMatchObject({ vae: 'tiny', dtype: 'float32', latent_frames: 3, latent_height: 16, latent_width: 16, counted: 'untiled', tiled_splits_frames: true });
     for (const k of ['seconds_min', 'peak_bytes', 'weight_bytes', 'free_bytes']) expect(positiveFinite(r.vae_decode[k]), k).toBe(true);
     for (const v of [r.vae_decode.untiled, r.vae_decode.tiled]) {
       for (const k of ['seconds', 'seconds_min', 'peak_bytes', 'estimate_bytes']) expect(positiveFinite(v[k]), k).toBe(true);
