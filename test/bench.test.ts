@@ -41,7 +41,7 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     const lines = stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const r = JSON.parse(lines[0]);
-    expect(r).toMatchObject({ tool: 'wan_bench', model: 'small', device: 'cpu', dtype: 'float32', frames: 9, height: 128, width: 128, vae_decode: null });
+    expect(r).toMatchObject({ tool: 'wan_bench', model: 'small', device: 'cpu', dtype: 'float32', frames: 9, height: 128, width: 128 });
     expect(r.tokens).toBe(3 * 8 * 8); // 3 latent frames x (128/8/2)^2
     for (const v of [r.rates.matmul_tflops, r.rates.attention_tflops, r.end_to_end_seconds]) expect(positiveFinite(v)).toBe(true);
     for (const c of [r.text_encode, r.dit_step]) {
@@ -49,9 +49,18 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
         expect(positiveFinite(c[k]), k).toBe(true);
       }
     }
+    // VAE decode of the 16x3x16x16 latents: whole frames (fits easily) and 64 px tiles; no FLOPs counted.
+    expect(r.vae_decode).toMatchObject({ vae: 'tiny', dtype: 'float32', latent_frames: 3, latent_height: 16, latent_width: 16, counted: 'untiled', tiled_splits_frames: true });
+    for (const k of ['seconds_min', 'peak_bytes', 'weight_bytes', 'free_bytes']) expect(positiveFinite(r.vae_decode[k]), k).toBe(true);
+    for (const v of [r.vae_decode.untiled, r.vae_decode.tiled]) {
+      for (const k of ['seconds', 'seconds_min', 'peak_bytes', 'estimate_bytes']) expect(positiveFinite(v[k]), k).toBe(true);
+      expect(v.flops).toBeUndefined();
+    }
+    expect(r.vae_decode.tiled.estimate_bytes).toBeLessThan(r.vae_decode.untiled.estimate_bytes);
+    expect(r.vae_decode.seconds_min).toBe(r.vae_decode.untiled.seconds_min);
     // A step with CFG is two forwards; the count follows the stated formula.
     expect(r.dit_step.flops).toBeCloseTo(2 * smallDitForwardFlops(r.tokens), -3);
-    expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min, 3);
+    expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min + r.vae_decode.seconds_min, 3);
   });
 
   it('names a bad model in its error and exits 1', () => {
@@ -88,6 +97,29 @@ describe('wan_run (the component runner of bench/device/parity.py)', () => {
     const { tensors } = await native().readSafetensors(out);
     expect(maxRelError(tensors.last_hidden_state, fx.output('last_hidden_state'))).toBeLessThan(fx.json.tolerance.fp32);
   });
+
+  for (const family of ['t2v-a14b-tiny', 'ti2v-5b-tiny']) {
+    it(`decodes the ${family} VAE fixture latents (vae-decode) within the fixture tolerance, untiled and tiled`, async () => {
+      const fx = await fixtureCase(family, 'vae_decode');
+      const inputs = path.join(FIXTURES, family, 'cases', 'vae_decode.safetensors');
+      for (const tiled of ['0', '1']) {
+        const out = path.join(tmp, `vae-${family}-${tiled}.safetensors`);
+        // 32 px tiles with 16 px overlap split the Wan2.1 fixture's 32x48 frames; the Wan2.2 one (32x64) too.
+        const p = spawnSync(
+          path.join(binDir, 'wan_run'),
+          ['vae-decode', '--model', path.join(FIXTURES, family, 'vae'), '--inputs', inputs, '--latents-tensor', 'latents_denormalized', '--out', out,
+            '--tiled', tiled, '--tile-size', '32', '--tile-overlap', '16'],
+          { encoding: 'utf8' },
+        );
+        expect(p.status, p.stderr).toBe(0);
+        expect(JSON.parse(p.stdout.trim())).toMatchObject({ component: 'vae-decode', tiled: tiled === '1' });
+        const { tensors } = await native().readSafetensors(out);
+        expect(tensors.sample.shape).toEqual(fx.output('video').shape);
+        // Untiled is the reference computation; tiling blends overlapping tiles and differs slightly.
+        if (tiled === '0') expect(maxRelError(tensors.sample, fx.output('video'))).toBeLessThan(fx.json.tolerance.fp32);
+      }
+    });
+  }
 
   it('refuses kernel-check in a CPU build and a missing input file with a message', () => {
     const k = spawnSync(path.join(binDir, 'wan_run'), ['kernel-check'], { encoding: 'utf8' });

@@ -41,6 +41,34 @@ def dit_config(model, num_layers=None):
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
+# The VAE of each model at its real width (Wan-AI/Wan2.2-*-Diffusers vae/config.json); "small" is the
+# tiny Wan2.1-style VAE that wan_bench's small config decodes (base_dim 16).
+VAE_CONFIGS = {
+    "a14b": dict(template="t2v-a14b-tiny", base_dim=96, decoder_base_dim=None),
+    "ti2v5b": dict(template="ti2v-5b-tiny", base_dim=160, decoder_base_dim=256),
+    "small": dict(template="t2v-a14b-tiny", base_dim=16, decoder_base_dim=None),
+}
+
+
+def vae_config(model):
+    """A complete diffusers AutoencoderKLWan config dict for `model`'s VAE (template fields + real widths).
+    Fields the installed diffusers does not know (clip_output in older releases) are dropped."""
+    import inspect
+
+    spec = dict(VAE_CONFIGS[model])
+    with open(os.path.join(FIXTURES, spec.pop("template"), "vae", "config.json")) as f:
+        cfg = json.load(f)
+    cfg.update(spec)
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    try:
+        from diffusers import AutoencoderKLWan
+        known = set(inspect.signature(AutoencoderKLWan.__init__).parameters)
+        cfg = {k: v for k, v in cfg.items() if k in known}
+    except ImportError:
+        pass
+    return cfg
+
+
 def umt5_config(size, num_layers=None):
     with open(os.path.join(FIXTURES, "t2v-a14b-tiny", "text_encoder", "config.json")) as f:
         cfg = json.load(f)

@@ -11,7 +11,12 @@ against `wan_run umt5`. Prints one JSON line per comparison and appends them to 
 
 Pass: cosine(ours, diffusers bf16) >= 0.999 (issue 8). The float32 reference shows how far each
 bf16 run is from the exact result (ours should be about as far as diffusers' own bf16 run).
-VAE decode parity (AutoencoderKLWan): TODO once native/models has the VAE (wan_run has no `vae` yet).
+
+VAE decode: a diffusers AutoencoderKLWan per --vae model (a14b: the Wan2.1 VAE, ti2v5b: the Wan2.2 VAE,
+small: a tiny one) at full width with its default random init, saved in the Diffusers layout
+(--vae-dtype, float32 by default as the pipelines load it), decodes the same random latents as our
+`wan_run vae-decode` (whole frames on both sides) at --vae-size (default 832x480x17: the reference
+holds whole frames of every stage, and parity does not need 720p). Pass: cosine >= 0.999.
 """
 import argparse
 import gc
@@ -22,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common import (compare, dit_config, dtype_of, emit, latent_shape, load_diffusers, load_pretrained, run_tool,
-                    umt5_config, DEFAULT_SIZE)
+                    umt5_config, vae_config, DEFAULT_SIZE)
 
 
 def free(device):
@@ -140,6 +145,61 @@ def umt5_parity(size, args, work):
     return record["pass"]
 
 
+def vae_parity(name, args, work):
+    from diffusers import AutoencoderKLWan
+
+    device, dtype = args.device, dtype_of(args.vae_dtype)
+    cfg = vae_config(name)
+    width, height, frames = args.vae_size
+    folder = os.path.join(work, f"vae-{name}")
+    shutil.rmtree(folder, ignore_errors=True)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoencoderKLWan(**cfg)
+    model.to(dtype).save_pretrained(folder, safe_serialization=True)
+    del model
+    free(device)
+
+    spatial, z_dim = cfg["scale_factor_spatial"], cfg["z_dim"]
+    if width % spatial or height % spatial or (frames - 1) % 4:
+        raise ValueError(f"--vae-size {width}x{height}x{frames}: W and H must be multiples of {spatial}, F = 4k+1")
+    shape = (1, z_dim, (frames - 1) // 4 + 1, height // spatial, width // spatial)
+    gen = torch.Generator().manual_seed(3)
+    latents = torch.randn(shape, generator=gen).to(dtype).float()  # rounded to the compute dtype once
+    inputs = os.path.join(work, f"vae-{name}-inputs.safetensors")
+    save_file({"latents": latents}, inputs)
+
+    outputs = {}
+    for ref_dtype in (dtype, torch.float32):
+        ref = load_diffusers(AutoencoderKLWan, folder, ref_dtype, device)
+        with torch.no_grad():
+            outputs[ref_dtype] = ref.decode(latents.to(device, ref_dtype), return_dict=False)[0].float().cpu()
+        del ref
+        free(device)
+        if dtype == torch.float32:
+            break
+
+    ours_path = os.path.join(work, f"vae-{name}-ours.safetensors")
+    info = run_tool([args.tool, "vae-decode", "--model", folder, "--inputs", inputs, "--out", ours_path,
+                     "--device", device, "--dtype", args.vae_dtype], os.path.join(args.out, "parity-tools.log"))
+    ours = load_file(ours_path)["sample"]
+    record = {"check": "vae_decode", "model": name, "layers": f"base_dim {cfg['base_dim']}", "size": [width, height, frames],
+              "latent_shape": list(shape), "dtype": args.vae_dtype, "device": device, "ours_seconds": info.get("seconds")}
+    if tuple(ours.shape) != tuple(outputs[dtype].shape):
+        record.update({"pass": False, "error": f"shape {list(ours.shape)} vs reference {list(outputs[dtype].shape)}"})
+        emit(record, os.path.join(args.out, "parity.jsonl"))
+        return False
+    record["ours_vs_ref"] = compare(ours, outputs[dtype])
+    if torch.float32 in outputs and dtype != torch.float32:
+        record["ours_vs_ref_fp32"] = compare(ours, outputs[torch.float32])
+        record["ref_vs_ref_fp32"] = compare(outputs[dtype], outputs[torch.float32])
+    record["pass"] = record["ours_vs_ref"]["cosine"] >= 0.999 and record["ours_vs_ref"]["finite"]
+    emit(record, os.path.join(args.out, "parity.jsonl"))
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return record["pass"]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tool", required=True, help="path to our wan_run binary")
@@ -152,6 +212,9 @@ def main():
     p.add_argument("--size", type=lambda s: tuple(int(x) for x in s.split("x")), help="WxHxF (default: the model's real size)")
     p.add_argument("--umt5", default="xxl", help="xxl, small or none")
     p.add_argument("--text-layers", type=int, default=2)
+    p.add_argument("--vae", default="a14b,ti2v5b", help="VAE decode checks: a14b (Wan2.1), ti2v5b (Wan2.2), small; or none")
+    p.add_argument("--vae-size", type=lambda s: tuple(int(x) for x in s.split("x")), default=(832, 480, 17), help="WxHxF of the decoded video")
+    p.add_argument("--vae-dtype", default="float32")
     p.add_argument("--keep", action="store_true", help="keep the random checkpoints")
     args = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # parity runs: no TF32 anywhere
@@ -165,6 +228,8 @@ def main():
         ok = dit_parity(name, args, work) and ok
     if args.umt5 != "none":
         ok = umt5_parity(args.umt5, args, work) and ok
+    for name in [m for m in args.vae.split(",") if m and m != "none"]:
+        ok = vae_parity(name, args, work) and ok
     print(f"parity: {'pass' if ok else 'FAIL'}", flush=True)
     return 0 if ok else 1
 

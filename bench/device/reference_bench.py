@@ -87,19 +87,11 @@ def bench_dit(args, device, dtype, size):
 
 def bench_vae(args, device, size):
     """Decode of the model's VAE (Wan2.1 for A14B, Wan2.2 for TI2V-5B) in float32, whole frames."""
-    import json
-    import os
     from diffusers import AutoencoderKLWan
 
-    from common import FIXTURES
+    from common import vae_config
 
-    family = {"a14b": "t2v-a14b-tiny", "ti2v5b": "ti2v-5b-tiny", "small": "t2v-a14b-tiny"}[args.model]
-    with open(os.path.join(FIXTURES, family, "vae", "config.json")) as f:
-        cfg = {k: v for k, v in json.load(f).items() if not k.startswith("_") and k != "clip_output"}
-    if args.model == "a14b":
-        cfg.update(base_dim=96)
-    elif args.model == "ti2v5b":
-        cfg.update(base_dim=160, decoder_base_dim=256)
+    cfg = vae_config(args.model)  # the same configs as wan_bench's vae_decode (small: base_dim 16)
     width, height, frames = size
     reset_peak(device)
     model = build(lambda: AutoencoderKLWan(**cfg), torch.float32, device)

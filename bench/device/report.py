@@ -27,11 +27,14 @@ def main():
     out = sys.argv[1]
     rows = []
     for r in read_lines(os.path.join(out, "parity.jsonl")):
-        c = r["ours_vs_ref"]
+        c = r.get("ours_vs_ref") or {}  # absent when the shapes differed (r["error"] says how)
         fp32 = r.get("ours_vs_ref_fp32", {})
         ref_fp32 = r.get("ref_vs_ref_fp32", {})
-        what = f"{r['check']} {r.get('model', r.get('size'))} ({r['layers']} layers, {r['dtype']})"
-        rows.append(f"| parity {what} | cos {c['cosine']:.6f} | rel_l2 {c['rel_l2']:.2e} | vs fp32: ours {fmt(fp32.get('rel_l2'), '.2e')},"
+        if r["check"] == "vae_decode":
+            what = f"vae_decode {r['model']} ({r['layers']}, {'x'.join(map(str, r['size']))}, {r['dtype']})"
+        else:
+            what = f"{r['check']} {r.get('model', r.get('size'))} ({r['layers']} layers, {r['dtype']})"
+        rows.append(f"| parity {what} | cos {fmt(c.get('cosine'), '.6f')} | rel_l2 {fmt(c.get('rel_l2'), '.2e')} {r.get('error', '')}| vs fp32: ours {fmt(fp32.get('rel_l2'), '.2e')},"
                     f" ref {fmt(ref_fp32.get('rel_l2'), '.2e')} | {'PASS' if r['pass'] else 'FAIL'} |")
     for r in read_lines(os.path.join(out, "kernel.jsonl")):
         if "case" in r:

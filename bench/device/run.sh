@@ -44,7 +44,7 @@ fi
 export PYTHONPATH="$DIFFUSERS_SRC:$ROOT/bench/device${PYTHONPATH:+:$PYTHONPATH}"
 
 if [[ "$DEVICE" == cpu ]]; then
-  MODELS_PARITY=(--models small --umt5 small --device cpu --dtype float32)
+  MODELS_PARITY=(--models small --umt5 small --device cpu --dtype float32 --vae small --vae-size 128x128x9)
   DTYPE=float32
 else
   MODELS_PARITY=(--models a14b,ti2v5b --umt5 xxl --device cuda --dtype bfloat16 --layers 2)
@@ -127,7 +127,7 @@ bench_pair() {
   "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --width "$w" --height "$h" --frames "$f" \
     --warmup "$warmup" --iters "$iters" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "ours: FAILED ($model $size)"
   log "reference: $model $size -> reference.jsonl"
-  "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" \
+  "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" --vae \
     --warmup "$warmup" --iters "$iters" --out "$RESULTS/reference.jsonl" 2>>"$RESULTS/bench.stderr.log" >/dev/null \
     || log "reference: FAILED ($model $size, see bench.stderr.log)"
 }

@@ -2,10 +2,11 @@
 //
 //   wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 //             [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]
-//             [--warmup 1] [--iters 2] [--skip text,dit,rates] [--json]
+//             [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]
 //
-// Measures a DiT step with classifier-free guidance (two batch-1 forwards), a text encode, the
-// device's matrix and attention rates, and prints a table (or, with --json, one JSON line).
+// Measures a DiT step with classifier-free guidance (two batch-1 forwards), a text encode, a VAE
+// decode of the run's latents, the device's matrix and attention rates, and prints a table (or,
+// with --json, one JSON line).
 //
 // FLOPs are counted, not sampled (one multiply-add = 2 FLOPs; norms, RoPE, softmax, GELU ignored):
 //   DiT forward, T video tokens, L text tokens, d = dim, f = ffn_dim, N layers:
@@ -17,8 +18,13 @@
 // The floor of a call is linears / (measured matmul rate) + attention / (measured attention rate);
 // "of floor" is floor / measured time (1.0 = at the measured peak rates).
 //
-// VAE decode: not measured yet (the VAE is not in native/models yet); the end-to-end estimate
-// counts it as 0 and says so (vae_decode: null in the JSON).
+// VAE decode (a14b: the Wan2.1 VAE, ti2v5b: the Wan2.2 VAE, small: a tiny Wan2.1-style VAE) of
+// random latents of the run's latent shape, whole frames ("untiled") when WanVae's estimate plus the
+// weights fits the device's free memory, and spatially tiled (256 px tiles, 64 px overlap; 64/16
+// for small), in --vae-dtype (float32 by default, as the reference pipelines load the VAE and as
+// bench/device/reference_bench.py --vae times it). FLOPs are not counted for the VAE (causal 3D convs, up-sampling and attention of
+// varying widths per stage): its row reports time and memory only. The end-to-end estimate adds
+// the untiled decode when it ran, else the tiled one.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -37,6 +43,7 @@
 #include "models/attention.h"
 #include "models/umt5_encoder.h"
 #include "models/wan_transformer.h"
+#include "models/wan_vae.h"
 #include "tool_support.h"
 
 using namespace wan;
@@ -48,7 +55,9 @@ struct BenchModel {
   std::string name;
   TransformerConfig dit;
   TextEncoderConfig text;
+  VaeConfig vae;  // defaults: the Wan2.1 VAE
   int64_t vaeSpatial = 8, vaeTemporal = 4;
+  int64_t tileSize = 256, tileOverlap = 64;
   int64_t frames = 81, height = 720, width = 1280, steps = 40;
 };
 
@@ -59,14 +68,18 @@ BenchModel benchModel(const std::string& name) {
   if (name == "a14b") return m;
   if (name == "ti2v5b") {
     m.dit.numHeads = 24, m.dit.numLayers = 30, m.dit.ffnDim = 14336, m.dit.inChannels = 48, m.dit.outChannels = 48;
-    m.vaeSpatial = 16;  // the Wan2.2 VAE
+    m.vaeSpatial = 16;  // the Wan2.2 VAE (Wan-AI/Wan2.2-TI2V-5B-Diffusers vae/config.json)
+    m.vae.baseDim = 160, m.vae.decoderBaseDim = 256, m.vae.zDim = 48, m.vae.isResidual = true;
+    m.vae.patchSize = 2, m.vae.scaleFactorSpatial = 16, m.vae.inChannels = m.vae.outChannels = 12;
     m.frames = 121, m.height = 704, m.width = 1280, m.steps = 50;
     return m;
   }
   if (name == "small") {  // seconds on 2 CPU cores; same structure, tiny widths
     m.dit.numHeads = 4, m.dit.headDim = 32, m.dit.numLayers = 2, m.dit.ffnDim = 256, m.dit.textDim = 64;
     m.text.dModel = 64, m.text.dKv = 16, m.text.dFf = 128, m.text.numLayers = 2, m.text.numHeads = 4, m.text.vocabSize = 256;
+    m.vae.baseDim = m.vae.decoderBaseDim = 16;
     m.frames = 9, m.height = 128, m.width = 128, m.steps = 40;
+    m.tileSize = 64, m.tileOverlap = 16;
     return m;
   }
   throw WanError(ErrorCode::BadArgument, "--model must be small, a14b or ti2v5b; got '" + name + "'");
@@ -195,6 +208,21 @@ struct ComponentResult {
 
 double floorOf(const Flops& f, const Rates& r) { return f.linear / r.matmul + f.attention / r.attention; }
 
+// One VAE decode, whole frames or tiled: time and peak memory (no FLOPs; see the header comment).
+struct VaeDecodeResult {
+  bool ran = false;
+  Timing timing;
+  PeakMemory peak;
+  int64_t estimateBytes = 0;
+  JsonObject json() const {
+    JsonObject j;
+    j.add("seconds", timing.mean).add("seconds_min", timing.min).add("iters", timing.iters);
+    j.add("peak_bytes", peak.bytes).add("peak_kind", peak.kind).add("estimate_bytes", estimateBytes);
+    if (peak.allocatedBytes) j.add("peak_allocated_bytes", peak.allocatedBytes);
+    return j;
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -203,7 +231,7 @@ int main(int argc, char** argv) {
     if (args.has("help")) {
       std::puts("usage: wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
                 "                 [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]\n"
-                "                 [--warmup 1] [--iters 2] [--skip text,dit,rates] [--json]");
+                "                 [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]");
       return 0;
     }
     BenchModel m = benchModel(args.get("model", "small"));
@@ -215,8 +243,11 @@ int main(int argc, char** argv) {
     m.dit.numLayers = args.integer("layers", m.dit.numLayers);
     const int64_t textLen = args.integer("text-len", 512);
     const int warmup = static_cast<int>(args.integer("warmup", 1)), iters = static_cast<int>(args.integer("iters", 2));
+    m.vae.latentsMean.assign(m.vae.zDim, 0.0);  // timing does not depend on the latent statistics
+    m.vae.latentsStd.assign(m.vae.zDim, 1.0);
     const std::string skip = "," + args.get("skip", "") + ",";
     const bool json = args.has("json");
+    const at::ScalarType vaeDtype = parseDtype(args.get("vae-dtype", "float32"));
     c10::InferenceMode inference;
     at::manual_seed(0);
 
@@ -276,12 +307,42 @@ int main(int argc, char** argv) {
         sdpaAtShape = sdpaBackendName(at::empty({1, m.dit.numHeads, tokens, m.dit.headDim}, at::TensorOptions().device(device).dtype(dtype)));
     }
 
+    // ---- VAE decode of random latents of the run's shape, untiled when it fits, and tiled
+    VaeDecodeResult vaeUntiled, vaeTiled;
+    int64_t vaeWeightBytes = 0, vaeFreeBytes = 0;
+    bool vaeSplits = false;  // whether the tiled run really splits frames (not when one tile covers them)
+    bool haveVae = false;
+    if (skip.find(",vae,") == std::string::npos) {
+      auto weights = randomWeights(vaeDtype, device);
+      WanVae vae(m.vae, *weights);
+      weights.reset();
+      vaeWeightBytes = vae.parameterCount() * static_cast<int64_t>(at::elementSize(vaeDtype));
+      const std::vector<int64_t> shape{1, m.vae.zDim, latentFrames, latentH, latentW};
+      at::Tensor latents = at::randn(shape, at::TensorOptions().device(device).dtype(at::kFloat));
+      TilingOptions off, on;
+      on.mode = TilingOptions::Mode::On, on.tileSize = m.tileSize, on.tileOverlap = m.tileOverlap;
+      vaeFreeBytes = freeDeviceBytes(device);
+      vaeUntiled.estimateBytes = vae.estimateDecodeBytes(shape, false, off);
+      vaeSplits = vae.decodeTiles(shape, on);
+      vaeTiled.estimateBytes = vae.estimateDecodeBytes(shape, vaeSplits, on);
+      auto measure = [&](VaeDecodeResult& r, const TilingOptions& t) {
+        meter.reset();
+        r.timing = timeCalls(device, warmup, iters, [&] { (void)vae.decode(latents, t); });
+        r.peak = meter.read();
+        r.ran = true;
+      };
+      if (vaeUntiled.estimateBytes <= vaeFreeBytes) measure(vaeUntiled, off);
+      measure(vaeTiled, on);
+      haveVae = true;
+    }
+    const double vaeSeconds = !haveVae ? 0 : vaeUntiled.ran ? vaeUntiled.timing.min : vaeTiled.timing.min;
+
     const bool haveRates = rates.matmul > 0;
     if (haveRates) {
       text.floorSeconds = floorOf(text.flops, rates);
       dit.floorSeconds = floorOf(dit.flops, rates);
     }
-    const double endToEnd = (haveText ? text.timing.min : 0) + m.steps * (haveDit ? dit.timing.min : 0);
+    const double endToEnd = (haveText ? text.timing.min : 0) + m.steps * (haveDit ? dit.timing.min : 0) + vaeSeconds;
 
     if (json) {
       JsonObject j;
@@ -297,7 +358,21 @@ int main(int argc, char** argv) {
       j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
       if (haveText) j.add("text_encode", text.json());
       if (haveDit) j.add("dit_step", dit.json());
-      j.addNull("vae_decode");  // TODO: once native/models has the VAE
+      if (haveVae) {
+        JsonObject v;
+        v.add("vae", m.name == "ti2v5b" ? "wan2.2" : m.name == "a14b" ? "wan2.1" : "tiny").add("dtype", dtypeToName(vaeDtype));
+        v.add("latent_frames", latentFrames).add("latent_height", latentH).add("latent_width", latentW);
+        v.add("weight_bytes", vaeWeightBytes).add("free_bytes", vaeFreeBytes);
+        v.add("tile_size", m.tileSize).add("tile_overlap", m.tileOverlap).add("tiled_splits_frames", vaeSplits);
+        if (vaeUntiled.ran) v.add("untiled", vaeUntiled.json());
+        else v.addNull("untiled").add("untiled_estimate_bytes", vaeUntiled.estimateBytes);
+        v.add("tiled", vaeTiled.json());
+        v.add("seconds_min", vaeSeconds).add("peak_bytes", (vaeUntiled.ran ? vaeUntiled : vaeTiled).peak.bytes);
+        v.add("counted", vaeUntiled.ran ? "untiled" : "tiled");
+        j.add("vae_decode", v);
+      } else {
+        j.addNull("vae_decode");
+      }
       j.add("end_to_end_seconds", endToEnd);
       std::cout << j.str() << std::endl;
       return 0;
@@ -320,8 +395,22 @@ int main(int argc, char** argv) {
     };
     if (haveText) row(text);
     if (haveDit) row(dit);
-    std::printf("  %-14s %10s   (TODO: VAE not in native/models yet)\n", "vae_decode", "-");
-    std::printf("  end to end (text + %lld steps, decode not counted): %.4g s\n", static_cast<long long>(m.steps), endToEnd);
+    auto vaeRow = [&](const char* name, const VaeDecodeResult& r) {
+      std::printf("  %-14s %10.4g %10.4g %12s %10s %12s %12s\n", name, r.timing.mean, r.timing.min, "-", "-",
+                  human(static_cast<double>(r.peak.bytes) / (1 << 30), "GiB").c_str(),
+                  human(static_cast<double>(vaeWeightBytes) / (1 << 30), "GiB").c_str());
+    };
+    if (haveVae) {
+      if (vaeUntiled.ran) vaeRow("vae_decode", vaeUntiled);
+      else
+        std::printf("  %-14s untiled not run: estimate %s > free %s\n", "vae_decode", human(static_cast<double>(vaeUntiled.estimateBytes) / (1 << 30), "GiB").c_str(),
+                    human(static_cast<double>(vaeFreeBytes) / (1 << 30), "GiB").c_str());
+      vaeRow("vae_dec_tiled", vaeTiled);
+      std::printf("  (VAE in %s, FLOPs not counted; tiles %lld px, overlap %lld px%s)\n", dtypeToName(vaeDtype).c_str(), static_cast<long long>(m.tileSize), static_cast<long long>(m.tileOverlap),
+                  vaeSplits ? "" : "; one tile covers the frame, so the tiled row decodes whole frames");
+    }
+    std::printf("  end to end (text + %lld steps + decode%s): %.4g s\n", static_cast<long long>(m.steps),
+                haveVae ? (vaeUntiled.ran ? ", untiled" : ", tiled") : " not measured", endToEnd);
     if (device.is_cuda()) std::printf("  SDPA backend at the DiT's self-attention shape: %s\n", sdpaAtShape.c_str());
     return 0;
   } catch (const std::exception& e) {

@@ -8,6 +8,11 @@
 //       OUT: sample [B, C, F, H, W] float32
 //   wan_run umt5 --model DIR --inputs IN.safetensors --out OUT.safetensors [--device ...] [--dtype ...]
 //       IN: input_ids [B, L] int64, attention_mask [B, L]      OUT: last_hidden_state [B, L, d] float32
+//   wan_run vae-decode --model VAE_DIR --inputs IN.safetensors --out OUT.safetensors [--device ...] [--dtype ...]
+//            [--tiled 0|1 --tile-size 256 --tile-overlap 64] [--latents-tensor latents]
+//       IN: latents [B, z, F', H', W'] (de-normalized, as AutoencoderKLWan.decode takes them; another
+//           tensor name with --latents-tensor, e.g. a fixture's latents_denormalized)
+//       OUT: sample [B, 3, F, H, W] float32, clamped to [-1, 1]
 //   wan_run kernel-check [--device cuda] [--timing-tokens 75600]
 //       fused LayerNorm + modulation vs its reference at the A14B / TI2V-5B widths and edge cases.
 // Prints one JSON line (seconds for the call, or the kernel-check table); exit 1 on failure.
@@ -25,6 +30,7 @@
 #include "kernels/modulation.h"
 #include "models/umt5_encoder.h"
 #include "models/wan_transformer.h"
+#include "models/wan_vae.h"
 #include "tool_support.h"
 
 using namespace wan;
@@ -57,6 +63,23 @@ int runUmt5(const Args& args, at::Device device, at::ScalarType dtype) {
   Timing t = timeCalls(device, 0, 1, [&] { out = encoder->encode(ids.to(device), mask.to(device)); });
   writeSafetensors(args.required("out"), {{"last_hidden_state", out.to(at::kFloat)}});
   std::cout << JsonObject().add("component", "umt5").add("seconds", t.mean).add("parameters", encoder->parameterCount()).str() << std::endl;
+  return 0;
+}
+
+int runVaeDecode(const Args& args, at::Device device, at::ScalarType dtype) {
+  TensorStore in = TensorStore::openFile(args.required("inputs"));
+  auto vae = WanVae::load(args.required("model"), dtype, device);
+  at::Tensor latents = input(in, args.get("latents-tensor", "latents"));
+  TilingOptions tiling;
+  tiling.mode = args.integer("tiled", 0) ? TilingOptions::Mode::On : TilingOptions::Mode::Off;
+  tiling.tileSize = args.integer("tile-size", tiling.tileSize), tiling.tileOverlap = args.integer("tile-overlap", tiling.tileOverlap);
+  const bool tiles = vae->decodeTiles(latents.sizes().vec(), tiling);
+  at::Tensor out;
+  Timing t = timeCalls(device, 0, 1, [&] { out = vae->decode(latents, tiling); });
+  writeSafetensors(args.required("out"), {{"sample", out.to(at::kFloat)}});
+  std::cout << JsonObject().add("component", "vae-decode").add("version", vae->version()).add("tiled", tiles).add("seconds", t.mean)
+                   .add("parameters", vae->parameterCount()).str()
+            << std::endl;
   return 0;
 }
 
@@ -144,7 +167,7 @@ int main(int argc, char** argv) {
     Args args(argc, argv, {"help"});
     const std::string cmd = args.command();
     if (args.has("help") || cmd.empty()) {
-      std::puts("usage: wan_run dit|umt5 --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--dtype D]\n"
+      std::puts("usage: wan_run dit|umt5|vae-decode --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--dtype D]\n"
                 "       wan_run kernel-check [--device cuda] [--timing-tokens 75600]");
       return cmd.empty() && !args.has("help") ? 2 : 0;
     }
@@ -155,6 +178,7 @@ int main(int argc, char** argv) {
     at::manual_seed(0);
     if (cmd == "dit") return runDit(args, device, dtype);
     if (cmd == "umt5") return runUmt5(args, device, dtype);
+    if (cmd == "vae-decode") return runVaeDecode(args, device, dtype);
     if (cmd == "kernel-check") {
 #ifdef WAN_WITH_CUDA
       if (!device.is_cuda()) throw WanError(ErrorCode::BadArgument, "kernel-check needs --device cuda");
@@ -164,7 +188,7 @@ int main(int argc, char** argv) {
       return 2;
 #endif
     }
-    throw WanError(ErrorCode::BadArgument, "unknown command '" + cmd + "' (dit, umt5, kernel-check)");
+    throw WanError(ErrorCode::BadArgument, "unknown command '" + cmd + "' (dit, umt5, vae-decode, kernel-check)");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wan_run: %s\n", e.what());
     return 1;
