@@ -99,7 +99,8 @@ export interface NativeTextEncoder {
 
 export interface VaeTilingOptions {
   /** true: tile (when the frame is larger than one tile); false (default: tiling changes results slightly): never;
-   *  'auto': tile only when the estimated untiled pass would not fit the device's free memory. */
+   *  'auto': tile only when the estimated untiled pass would not fit the device's free memory
+   *  (on the CPU: would need more than 4 GiB beyond the weights). */
   tiled?: boolean | 'auto';
   /** Tile size and overlap in pixels (decode output space). */
   tileSize?: number;

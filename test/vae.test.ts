@@ -181,6 +181,18 @@ describe('Wan VAE spatial tiling', () => {
     expect(mean).toBeLessThanOrEqual(TILED_MEAN);
   }, 900_000);
 
+  it("'auto' on the CPU tiles a real-size decode (it would need far more than 4 GB) and not a small one", () => {
+    const tool = path.join(path.dirname(process.env.WAN_VIDEO_ADDON ?? 'build/Release/wan_video.node'), 'vae_memory');
+    const estimate = (shape: string) =>
+      JSON.parse(execFileSync(tool, ['--real', '2.1', '--shape', shape, '--estimate-only', '1'], { encoding: 'utf8' }));
+    const real = estimate('1,16,21,90,160'); // 1280x720x81 latents
+    expect(real.estimateUntiledBytes).toBeGreaterThan(4 * 1024 ** 3);
+    expect(real.autoTiles).toBe(true);
+    const small = estimate('1,16,2,40,40');
+    expect(small.estimateUntiledBytes).toBeLessThan(4 * 1024 ** 3);
+    expect(small.autoTiles).toBe(false);
+  }, 120_000);
+
   it('the tiled decode needs less peak memory (RSS high-water mark, measured in a child process per mode)', () => {
     const tool = path.join(path.dirname(process.env.WAN_VIDEO_ADDON ?? 'build/Release/wan_video.node'), 'vae_memory');
     expect(existsSync(tool), `${tool} (built with the addon)`).toBe(true);

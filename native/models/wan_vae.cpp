@@ -187,13 +187,21 @@ void WanVae::checkTiling(const TilingOptions& t) const {
                      " in [0, tileSize)");
 }
 
+// What 'auto' lets an untiled pass use: 90% of the device's free memory, and on the CPU at most
+// 4 GiB beyond the weights (a host shared with the rest of the service, and the goal of keeping the
+// CPU path within a few GB; tiled decode of 1280x704x121 needs ~4.7 GB with its result buffers).
+static int64_t autoBudget(at::Device device) {
+  const int64_t free = freeDeviceBytes(device) * 9 / 10;
+  return device.is_cpu() ? std::min<int64_t>(free, int64_t(4) << 30) : free;
+}
+
 bool WanVae::decodeTiles(const std::vector<int64_t>& shape, const TilingOptions& t) const {
   if (t.mode == TilingOptions::Mode::Off) return false;
   checkTiling(t);
   const int64_t tile = t.tileSize / config_.scaleFactorSpatial;
   if (shape.size() != 5 || (shape[3] <= tile && shape[4] <= tile)) return false;  // one tile is the whole frame
   if (t.mode == TilingOptions::Mode::On) return true;
-  return estimateDecodeBytes(shape, false) > freeDeviceBytes(device_) * 9 / 10;
+  return estimateDecodeBytes(shape, false) > autoBudget(device_);
 }
 
 bool WanVae::encodeTiles(const std::vector<int64_t>& shape, const TilingOptions& t) const {
@@ -201,7 +209,7 @@ bool WanVae::encodeTiles(const std::vector<int64_t>& shape, const TilingOptions&
   checkTiling(t);
   if (shape.size() != 5 || (shape[3] <= t.tileSize && shape[4] <= t.tileSize)) return false;
   if (t.mode == TilingOptions::Mode::On) return true;
-  return estimateEncodeBytes(shape, false) > freeDeviceBytes(device_) * 9 / 10;
+  return estimateEncodeBytes(shape, false) > autoBudget(device_);
 }
 
 // ---- memory estimates

@@ -124,9 +124,12 @@ int main(int argc, char** argv) {
     tiling.mode = tiled ? wan::TilingOptions::Mode::On : wan::TilingOptions::Mode::Off;
     if (estimateOnly) {
       auto est = [&](bool t) { return mode == "decode" ? vae->estimateDecodeBytes(shape, t, tiling) : vae->estimateEncodeBytes(shape, t, tiling); };
+      wan::TilingOptions automatic = tiling;
+      automatic.mode = wan::TilingOptions::Mode::Auto;
+      const bool autoTiles = mode == "decode" ? vae->decodeTiles(shape, automatic) : vae->encodeTiles(shape, automatic);
       std::cout << "{\"mode\":\"" << mode << "\",\"version\":\"" << vae->version() << "\",\"dtype\":\"" << dtypeName
                 << "\",\"parameterCount\":" << vae->parameterCount() << ",\"estimateUntiledBytes\":" << est(false)
-                << ",\"estimateTiledBytes\":" << est(true) << "}" << std::endl;
+                << ",\"estimateTiledBytes\":" << est(true) << ",\"autoTiles\":" << (autoTiles ? "true" : "false") << "}" << std::endl;
       return 0;
     }
     at::manual_seed(0);
