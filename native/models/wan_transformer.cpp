@@ -163,6 +163,10 @@ void WanTransformer::streamBlocks(at::Device device) {
 }
 
 std::pair<at::Tensor, at::Tensor> WanTransformer::ropeTables(int64_t frames, int64_t height, int64_t width) const {
+  // Every step of a generation uses the same grid: build its tables once per grid and device.
+  std::lock_guard<std::mutex> lock(ropeCacheMutex_);
+  if (ropeCache_.key == std::array<int64_t, 3>{frames, height, width} && ropeCache_.cos.defined() && ropeCache_.cos.device() == device_)
+    return {ropeCache_.cos, ropeCache_.sin};
   const int64_t d = config_.headDim;
   const int64_t hDim = 2 * (d / 6), tDim = d - 2 * hDim;
   auto [cosT, sinT] = axisAngles(frames, tDim);
@@ -176,7 +180,8 @@ std::pair<at::Tensor, at::Tensor> WanTransformer::ropeTables(int64_t frames, int
     // The reference's tables are float64 rounded to float32.
     return full.reshape({frames * height * width, d / 2}).to(at::kFloat).to(device_);
   };
-  return {grid(cosT, cosH, cosW), grid(sinT, sinH, sinW)};
+  ropeCache_ = {{frames, height, width}, grid(cosT, cosH, cosW), grid(sinT, sinH, sinW)};
+  return {ropeCache_.cos, ropeCache_.sin};
 }
 
 at::Tensor WanTransformer::attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,

@@ -6,8 +6,10 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <array>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +85,13 @@ class WanTransformer {
   at::ScalarType dtype_;
   at::Device device_;
   bool streaming_ = false;
+  // The RoPE tables of the last grid (frames, height, width) forward() saw.
+  struct RopeCache {
+    std::array<int64_t, 3> key{-1, -1, -1};
+    at::Tensor cos, sin;
+  };
+  mutable RopeCache ropeCache_;
+  mutable std::mutex ropeCacheMutex_;
   at::Tensor patchWeight;  // Conv3d kernel flattened: [dim, Cin * pt * ph * pw]
   at::Tensor patchBias;
   WanLinear timeLinear1, timeLinear2;  // float32
