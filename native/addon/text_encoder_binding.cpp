@@ -7,6 +7,7 @@
 #include "bindings.h"
 #include "core/device.h"
 #include "js_tensor.h"
+#include "load_component.h"
 #include "models/umt5_encoder.h"
 
 namespace wan::addon {
@@ -87,21 +88,7 @@ class TextEncoder : public Napi::ObjectWrap<TextEncoder> {
 };
 
 Napi::Value LoadTextEncoder(const Napi::CallbackInfo& info) {
-  std::string dir = StringArg(info, 0, "dir");
-  Napi::Object options = ObjectArg(info, 1, "options");
-  std::string deviceName = StringOption(options, "device", "cpu");
-  std::string dtypeName = StringOption(options, "dtype", "float32");
-  auto cancel = CancelToken::FromArg(info, 2);
-  auto model = std::make_shared<std::shared_ptr<Umt5Encoder>>();
-  return AsyncJob::Start(
-      info.Env(),
-      [dir, deviceName, dtypeName, model](RunContext& ctx) {
-        at::Device device = parseDevice(deviceName);
-        at::ScalarType dtype = parseDtype(dtypeName);
-        ctx.checkCancelled();
-        *model = Umt5Encoder::load(dir, dtype, device);
-      },
-      [model](Napi::Env env) -> Napi::Value { return TextEncoder::Wrap(env, *model); }, info.Env().Undefined(), cancel);
+  return LoadComponent<Umt5Encoder>(info, [](Napi::Env env, std::shared_ptr<Umt5Encoder> m) -> Napi::Value { return TextEncoder::Wrap(env, m); });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "bindings.h"
 #include "core/device.h"
 #include "js_tensor.h"
+#include "load_component.h"
 #include "models/attention.h"
 #include "models/wan_transformer.h"
 
@@ -99,21 +100,7 @@ class Transformer : public Napi::ObjectWrap<Transformer> {
 };
 
 Napi::Value LoadTransformer(const Napi::CallbackInfo& info) {
-  std::string dir = StringArg(info, 0, "dir");
-  Napi::Object options = ObjectArg(info, 1, "options");
-  std::string deviceName = StringOption(options, "device", "cpu");
-  std::string dtypeName = StringOption(options, "dtype", "float32");
-  auto cancel = CancelToken::FromArg(info, 2);
-  auto model = std::make_shared<std::shared_ptr<WanTransformer>>();
-  return AsyncJob::Start(
-      info.Env(),
-      [dir, deviceName, dtypeName, model](RunContext& ctx) {
-        at::Device device = parseDevice(deviceName);
-        at::ScalarType dtype = parseDtype(dtypeName);
-        ctx.checkCancelled();
-        *model = WanTransformer::load(dir, dtype, device);
-      },
-      [model](Napi::Env env) -> Napi::Value { return Transformer::Wrap(env, *model); }, info.Env().Undefined(), cancel);
+  return LoadComponent<WanTransformer>(info, [](Napi::Env env, std::shared_ptr<WanTransformer> m) -> Napi::Value { return Transformer::Wrap(env, m); });
 }
 
 // _testAttention(q, k, v, queryChunk) -> { chunked, unchunked, dispatched }: the fallback with

@@ -7,6 +7,7 @@
 #include "bindings.h"
 #include "core/device.h"
 #include "js_tensor.h"
+#include "load_component.h"
 #include "models/wan_vae.h"
 
 namespace wan::addon {
@@ -126,27 +127,11 @@ class NativeVae : public Napi::ObjectWrap<NativeVae> {
 
 // loadVae(dir, { device, dtype }?, token?) -> Promise<NativeVae>
 Napi::Value LoadVae(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string dir = StringArg(info, 0, "dir");
-  Napi::Object options = ObjectArg(info, 1, "options");
-  std::string deviceName = StringOption(options, "device", "cpu");
-  std::string dtypeName = StringOption(options, "dtype", "float32");
-  auto cancel = CancelToken::FromArg(info, 2);
-  auto vae = std::make_shared<std::shared_ptr<WanVae>>();
-  return AsyncJob::Start(
-      env,
-      [dir, deviceName, dtypeName, vae](RunContext& ctx) {
-        at::Device device = parseDevice(deviceName);
-        at::ScalarType dtype = parseDtype(dtypeName);
-        ctx.checkCancelled();
-        *vae = WanVae::load(dir, dtype, device);
-      },
-      [vae](Napi::Env env) -> Napi::Value {
-        Napi::Object object = GetConstructor(env, "NativeVae").New({});
-        NativeVae::Unwrap(object)->Set(*vae);
-        return object;
-      },
-      env.Undefined(), cancel);
+  return LoadComponent<WanVae>(info, [](Napi::Env env, std::shared_ptr<WanVae> m) -> Napi::Value {
+    Napi::Object object = GetConstructor(env, "NativeVae").New({});
+    NativeVae::Unwrap(object)->Set(std::move(m));
+    return object;
+  });
 }
 
 }  // namespace
