@@ -1,0 +1,108 @@
+#include "core/weight_transfer.h"
+
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include <algorithm>
+
+namespace wan {
+
+HostArena::HostArena(bool pin, int64_t chunkBytes) : pin_(pin), chunkBytes_(chunkBytes) {}
+
+at::Tensor HostArena::copy(const at::Tensor& t) {
+  const at::Tensor src = t.contiguous();
+  const int64_t bytes = src.numel() * static_cast<int64_t>(src.element_size());
+  const int64_t aligned = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (chunks_.empty() || offset_ + aligned > chunks_.back().numel()) {
+    // Chunks start aligned: c10's CPU allocator aligns to 64 bytes, pinned memory to pages.
+    chunks_.push_back(at::empty({std::max(chunkBytes_, aligned)}, at::TensorOptions().dtype(at::kByte).pinned_memory(pin_)));
+    offset_ = 0;
+  }
+  at::Tensor dst = chunks_.back().narrow(0, offset_, bytes).view(src.scalar_type()).view(src.sizes());
+  dst.copy_(src);
+  offset_ += aligned;
+  usedBytes_ += bytes;
+  return dst;
+}
+
+int64_t HostArena::reservedBytes() const {
+  int64_t n = 0;
+  for (const auto& c : chunks_) n += c.numel();
+  return n;
+}
+
+namespace {
+
+at::Device withIndex(at::Device device) {
+  if (!device.is_cuda() || device.has_index()) return device;
+  return c10::impl::VirtualGuardImpl(device.type()).getDevice();
+}
+
+}  // namespace
+
+UploadStream::UploadStream(at::Device device)
+    : device_(withIndex(device)),
+      async_(device_.is_cuda()),
+      stream_(async_ ? c10::impl::VirtualGuardImpl(device_.type()).getStreamFromGlobalPool(device_)
+                     : c10::Stream(c10::Stream::DEFAULT, device_)) {}
+
+Upload UploadStream::start(const std::vector<at::Tensor*>& weights) const {
+  Upload upload;
+  if (!async_) {
+    for (at::Tensor* w : weights) *w = w->to(device_);
+    return upload;
+  }
+  // Allocated and copied on the side stream: from pinned memory the copies are asynchronous.
+  c10::StreamGuard onSideStream(stream_);
+  upload.tensors.reserve(weights.size());
+  for (at::Tensor* w : weights) {
+    *w = w->to(device_, /*non_blocking=*/true);
+    upload.tensors.push_back(*w);
+  }
+  upload.ready = std::make_shared<c10::Event>(device_.type());
+  upload.ready->record(stream_);
+  return upload;
+}
+
+void UploadStream::await(const Upload& upload) const {
+  if (!upload.ready) return;
+  const c10::Stream compute = c10::impl::VirtualGuardImpl(device_.type()).getStream(device_);
+  upload.ready->block(compute);
+  for (const at::Tensor& t : upload.tensors) t.record_stream(compute);
+}
+
+void UploadStream::synchronize() const {
+  if (!async_) return;
+  c10::impl::VirtualGuardImpl impl(device_.type());
+  impl.synchronizeStream(impl.getStream(device_));
+  impl.synchronizeStream(stream_);
+}
+
+void DeviceVisit::enter(const ForEachWeight& forEach, at::Device device) {
+  if (active_) return;
+  home_.clear();
+  try {
+    forEach([&](at::Tensor& t) {
+      home_.push_back(t);
+      if (t.defined()) t = t.to(device);
+    });
+  } catch (...) {
+    size_t i = 0;
+    forEach([&](at::Tensor& t) {
+      if (i < home_.size()) t = home_[i++];
+    });
+    home_.clear();
+    throw;
+  }
+  active_ = true;
+}
+
+void DeviceVisit::leave(const ForEachWeight& forEach) {
+  if (!active_) return;
+  size_t i = 0;
+  forEach([&](at::Tensor& t) { t = home_.at(i++); });
+  home_.clear();
+  active_ = false;
+}
+
+}  // namespace wan
