@@ -79,13 +79,13 @@ WanTransformer::WanTransformer(const TransformerConfig& config, WeightSource& w)
   const int64_t dim = config.dim();
   const auto [pt, ph, pw] = config.patchSize;
   const at::ScalarType f32 = at::kFloat;
-  patchWeight = w.get("patch_embedding.weight", {dim, config.inChannels, pt, ph, pw}).reshape({dim, -1});
-  patchBias = w.get("patch_embedding.bias", {dim});
-  timeLinear1 = loadLinear(w, "condition_embedder.time_embedder.linear_1", dim, config.freqDim, f32);
-  timeLinear2 = loadLinear(w, "condition_embedder.time_embedder.linear_2", dim, dim, f32);
-  timeProj = loadLinear(w, "condition_embedder.time_proj", 6 * dim, dim, dtype_);
-  textLinear1 = loadLinear(w, "condition_embedder.text_embedder.linear_1", dim, config.textDim, dtype_);
-  textLinear2 = loadLinear(w, "condition_embedder.text_embedder.linear_2", dim, dim, dtype_);
+  outer_.patchWeight = w.get("patch_embedding.weight", {dim, config.inChannels, pt, ph, pw}).reshape({dim, -1});
+  outer_.patchBias = w.get("patch_embedding.bias", {dim});
+  outer_.timeLinear1 = loadLinear(w, "condition_embedder.time_embedder.linear_1", dim, config.freqDim, f32);
+  outer_.timeLinear2 = loadLinear(w, "condition_embedder.time_embedder.linear_2", dim, dim, f32);
+  outer_.timeProj = loadLinear(w, "condition_embedder.time_proj", 6 * dim, dim, dtype_);
+  outer_.textLinear1 = loadLinear(w, "condition_embedder.text_embedder.linear_1", dim, config.textDim, dtype_);
+  outer_.textLinear2 = loadLinear(w, "condition_embedder.text_embedder.linear_2", dim, dim, dtype_);
   for (int64_t i = 0; i < config.numLayers; ++i) {
     const std::string p = "blocks." + std::to_string(i);
     WanBlockWeights b;
@@ -100,8 +100,8 @@ WanTransformer::WanTransformer(const TransformerConfig& config, WeightSource& w)
     b.scaleShiftTable = w.get(p + ".scale_shift_table", {1, 6, dim}, f32);
     blocks_.push_back(std::move(b));
   }
-  projOut = loadLinear(w, "proj_out", config.outChannels * pt * ph * pw, dim, dtype_);
-  scaleShiftTable = w.get("scale_shift_table", {1, 2, dim}, f32);
+  outer_.projOut = loadLinear(w, "proj_out", config.outChannels * pt * ph * pw, dim, dtype_);
+  outer_.scaleShiftTable = w.get("scale_shift_table", {1, 2, dim}, f32);
   w.finish();
 }
 
@@ -120,21 +120,39 @@ void WanTransformer::forEachBlockWeight(WanBlockWeights& b, const std::function<
   fn(b.scaleShiftTable);
 }
 
-void WanTransformer::forEachOuterWeight(const std::function<void(at::Tensor&)>& fn) {
+void WanTransformer::forEachOuterWeight(WanOuterWeights& o, const std::function<void(at::Tensor&)>& fn) {
   auto linear = [&](WanLinear& l) {
     fn(l.weight);
     fn(l.bias);
   };
-  fn(patchWeight), fn(patchBias);
-  linear(timeLinear1), linear(timeLinear2), linear(timeProj), linear(textLinear1), linear(textLinear2);
-  linear(projOut);
-  fn(scaleShiftTable);
+  fn(o.patchWeight), fn(o.patchBias);
+  linear(o.timeLinear1), linear(o.timeLinear2), linear(o.timeProj), linear(o.textLinear1), linear(o.textLinear2);
+  linear(o.projOut);
+  fn(o.scaleShiftTable);
 }
 
 void WanTransformer::forEachWeight(const std::function<void(at::Tensor&)>& fn) {
-  forEachOuterWeight(fn);
+  forEachOuterWeight(outer_, fn);
   for (auto& b : blocks_) forEachBlockWeight(b, fn);
 }
+
+namespace {
+
+template <typename Weights, typename ForEach>
+std::vector<at::Tensor*> weightRefs(Weights& w, ForEach forEach) {
+  std::vector<at::Tensor*> refs;
+  forEach(w, [&](at::Tensor& t) { refs.push_back(&t); });
+  return refs;
+}
+
+template <typename Weights, typename ForEach>
+int64_t weightBytes(Weights& w, ForEach forEach) {
+  int64_t n = 0;
+  forEach(w, [&](at::Tensor& t) { n += t.numel() * static_cast<int64_t>(t.element_size()); });
+  return n;
+}
+
+}  // namespace
 
 int64_t WanTransformer::parameterCount() const {
   int64_t n = 0;
@@ -142,24 +160,68 @@ int64_t WanTransformer::parameterCount() const {
   return n;
 }
 
+int64_t WanTransformer::deviceWeightBytes() const {
+  auto* self = const_cast<WanTransformer*>(this);
+  if (placement_ == WeightPlacement::Resident) {
+    int64_t n = weightBytes(self->outer_, forEachOuterWeight);
+    for (auto& b : self->blocks_) n += weightBytes(b, forEachBlockWeight);
+    return n;
+  }
+  if (!onDevice_) return 0;
+  int64_t n = weightBytes(onDevice_->outer, forEachOuterWeight);
+  for (auto& b : onDevice_->blocks) n += weightBytes(b, forEachBlockWeight);
+  return n;
+}
+
 void WanTransformer::to(at::Device device) {
-  if (device == device_ && !streaming_) return;
+  if (placement_ == WeightPlacement::Resident && device == device_) return;
+  onDevice_.reset();
+  uploader_.reset();
   forEachWeight([&](at::Tensor& t) { t = t.to(device); });
   device_ = device;
-  streaming_ = false;
+  placement_ = WeightPlacement::Resident;
+}
+
+void WanTransformer::keepOnHost(at::Device device) {
+  onDevice_.reset();
+  if (placement_ == WeightPlacement::Resident) {
+    // Pinned host memory makes the uploads asynchronous DMA copies; on the CPU the weights stay as
+    // they are (mapped from the checkpoint when the dtype matches).
+    HostArena arena(/*pin=*/device.is_cuda());
+    forEachWeight([&](at::Tensor& t) { t = device.is_cuda() ? arena.copy(t.to(at::kCPU)) : t.to(at::kCPU); });
+  }
+  device_ = device;
+  uploader_ = std::make_unique<UploadStream>(device);
+}
+
+void WanTransformer::offload(at::Device device) {
+  keepOnHost(device);
+  placement_ = WeightPlacement::Offloaded;
+}
+
+void WanTransformer::upload() {
+  if (placement_ != WeightPlacement::Offloaded || onDevice_) return;
+  auto copy = std::make_unique<DeviceCopy>();
+  copy->outer = outer_;
+  copy->outerUpload = uploader_->start(weightRefs(copy->outer, forEachOuterWeight));
+  copy->blocks = blocks_;
+  for (auto& b : copy->blocks) copy->blockUploads.push_back(uploader_->start(weightRefs(b, forEachBlockWeight)));
+  onDevice_ = std::move(copy);
+}
+
+void WanTransformer::release() {
+  if (placement_ != WeightPlacement::Offloaded || !onDevice_) return;
+  uploader_->synchronize();
+  onDevice_.reset();
 }
 
 void WanTransformer::streamBlocks(at::Device device) {
-  forEachOuterWeight([&](at::Tensor& t) { t = t.to(device); });
-  // Pinned host memory makes the per-block uploads asynchronous DMA copies.
-  const bool pin = device.is_cuda();
-  for (auto& b : blocks_)
-    forEachBlockWeight(b, [&](at::Tensor& t) {
-      t = t.to(at::kCPU);
-      if (pin) t = t.pin_memory();
-    });
-  device_ = device;
-  streaming_ = true;
+  keepOnHost(device);
+  placement_ = WeightPlacement::Streamed;
+  auto copy = std::make_unique<DeviceCopy>();
+  copy->outer = outer_;
+  copy->outerUpload = uploader_->start(weightRefs(copy->outer, forEachOuterWeight));
+  onDevice_ = std::move(copy);
 }
 
 std::pair<at::Tensor, at::Tensor> WanTransformer::ropeTables(int64_t frames, int64_t height, int64_t width) const {
@@ -255,12 +317,29 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   at::Tensor timestep = timestepIn.to(device_, at::kFloat).reshape({-1});
   if (!perToken && timestep.numel() == 1) timestep = timestep.expand({batch});
 
+  // ---- where this forward's weights are: the device copy of the outer layers (Offloaded without
+  // upload(): this forward uploads its own and streams the blocks).
+  const WanOuterWeights* outerPtr = &outer_;
+  std::unique_ptr<DeviceCopy> ownCopy;
+  const DeviceCopy* copy = onDevice_.get();
+  if (placement_ != WeightPlacement::Resident) {
+    if (!copy) {
+      ownCopy = std::make_unique<DeviceCopy>();
+      ownCopy->outer = outer_;
+      ownCopy->outerUpload = uploader_->start(weightRefs(ownCopy->outer, forEachOuterWeight));
+      copy = ownCopy.get();
+    }
+    uploader_->await(copy->outerUpload);
+    outerPtr = &copy->outer;
+  }
+  const WanOuterWeights& outer = *outerPtr;
+
   // ---- rotary tables and patch embedding (Conv3d with kernel = stride = patch, as one matmul)
   auto [ropeCos, ropeSin] = ropeTables(f, hp, wp);
   at::Tensor patches = hidden.reshape({batch, c.inChannels, f, pt, hp, ph, wp, pw})
                            .permute({0, 2, 4, 6, 1, 3, 5, 7})
                            .reshape({batch, seq, -1});
-  at::Tensor x = at::linear(patches, patchWeight, patchBias);  // [B, seq, dim]
+  at::Tensor x = at::linear(patches, outer.patchWeight, outer.patchBias);  // [B, seq, dim]
   if (debug) {
     const int64_t half = c.headDim / 2;
     debug->add("rope_cos", ropeCos.unsqueeze(-1).expand({seq, half, 2}).reshape({1, seq, 1, c.headDim}));
@@ -276,8 +355,8 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   at::Tensor freqs = at::exp(at::arange(0, half, at::TensorOptions().dtype(at::kFloat).device(device_)) * -std::log(10000.0) / static_cast<double>(half));
   at::Tensor args = timestep.to(at::kDouble).unsqueeze(1) * freqs.to(at::kDouble).unsqueeze(0);
   at::Tensor sinusoid = at::cat({at::cos(args), at::sin(args)}, -1).to(at::kFloat);
-  at::Tensor temb = timeLinear2(at::silu(timeLinear1(sinusoid))).to(dtype_);  // [B or B*seq, dim]
-  at::Tensor timestepProj = timeProj(at::silu(temb));                         // [B or B*seq, 6*dim]
+  at::Tensor temb = outer.timeLinear2(at::silu(outer.timeLinear1(sinusoid))).to(dtype_);  // [B or B*seq, dim]
+  at::Tensor timestepProj = outer.timeProj(at::silu(temb));                   // [B or B*seq, 6*dim]
   if (perToken) {
     temb = temb.view({batch, seq, dim});
     timestepProj = timestepProj.view({batch, seq, 6 * dim});
@@ -288,26 +367,42 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   }
 
   // ---- text projection
-  at::Tensor text = textLinear2(at::gelu(textLinear1(context), "tanh"));
+  at::Tensor text = outer.textLinear2(at::gelu(outer.textLinear1(context), "tanh"));
 
-  // ---- blocks
+  // ---- blocks. Streaming (a device copy without blocks): block i+1 uploads on the side stream
+  // while block i runs, and block i's copy is dropped when its compute is queued.
+  struct Visiting {
+    WanBlockWeights weights;
+    Upload upload;
+  };
+  auto startVisit = [&](size_t i) {
+    Visiting v{blocks_[i], {}};
+    v.upload = uploader_->start(weightRefs(v.weights, forEachBlockWeight));
+    return v;
+  };
+  const bool streamed = copy && copy->blocks.empty();
+  std::unique_ptr<Visiting> next;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (ctx) ctx->checkCancelled();
-    if (streaming_) {
-      // 'sequential' offload: this block's weights visit the device for this block only.
-      WanBlockWeights onDevice = blocks_[i];
-      forEachBlockWeight(onDevice, [&](at::Tensor& t) { t = t.to(device_, /*non_blocking=*/true); });
-      x = block(onDevice, x, text, timestepProj, ropeCos, ropeSin);
-    } else {
+    if (!copy) {
       x = block(blocks_[i], x, text, timestepProj, ropeCos, ropeSin);
+    } else if (!streamed) {
+      uploader_->await(copy->blockUploads[i]);
+      x = block(copy->blocks[i], x, text, timestepProj, ropeCos, ropeSin);
+    } else {
+      Visiting current = next ? std::move(*next) : startVisit(i);
+      next.reset();
+      if (i + 1 < blocks_.size()) next = std::make_unique<Visiting>(startVisit(i + 1));
+      uploader_->await(current.upload);
+      x = block(current.weights, x, text, timestepProj, ropeCos, ropeSin);
     }
     if (debug) debug->add("block_" + std::to_string(i) + "_out", x);
   }
 
   // ---- output head and unpatchify (proj_out features ordered (pt, ph, pw, C))
-  at::Tensor shift = modulation(scaleShiftTable, 0, temb), scale = modulation(scaleShiftTable, 1, temb);
+  at::Tensor shift = modulation(outer.scaleShiftTable, 0, temb), scale = modulation(outer.scaleShiftTable, 1, temb);
   x = layerNormModulate(x, scale, shift, c.eps, dtype_);
-  x = projOut(x);
+  x = outer.projOut(x);
   x = x.view({batch, f, hp, wp, pt, ph, pw, c.outChannels}).permute({0, 7, 1, 4, 2, 5, 3, 6});
   return x.reshape({batch, c.outChannels, frames, height, width}).to(at::kFloat);
 }

@@ -17,6 +17,7 @@
 #include "core/model_config.h"
 #include "core/run_context.h"
 #include "core/tensor_io.h"
+#include "core/weight_transfer.h"
 
 namespace wan {
 
@@ -44,6 +45,25 @@ struct WanBlockWeights {
   at::Tensor scaleShiftTable;               // [1, 6, dim] float32
 };
 
+// The layers around the blocks: patch and condition embedders, output head.
+struct WanOuterWeights {
+  at::Tensor patchWeight;  // Conv3d kernel flattened: [dim, Cin * pt * ph * pw]
+  at::Tensor patchBias;
+  WanLinear timeLinear1, timeLinear2;  // float32
+  WanLinear timeProj;                  // [6 * dim, dim]
+  WanLinear textLinear1, textLinear2;
+  WanLinear projOut;
+  at::Tensor scaleShiftTable;  // [1, 2, dim] float32
+};
+
+// Where the weights live between forwards (the `offload` option).
+enum class WeightPlacement {
+  Resident,   // 'none': every weight on the device
+  Offloaded,  // 'model': host memory; upload() puts a copy of all of them on the device, release() drops it
+  Streamed,   // 'sequential': outer layers on the device; each block visits it during forward(),
+              // the next one uploading while the current one runs
+};
+
 class WanTransformer {
  public:
   // Loads `dir` (config.json + safetensors, sharded or not) in `dtype` onto `device`.
@@ -60,13 +80,23 @@ class WanTransformer {
   int64_t parameterCount() const;
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
-  // Moves every weight to `device` (offload between CPU and GPU); ends block streaming.
+  // Resident: every weight on `device` (a synchronous move).
   void to(at::Device device);
-  // Block-by-block streaming for GPUs far smaller than the model ('sequential' offload): the
-  // blocks stay in (pinned) host memory and visit `device` one at a time during forward(); the
-  // small outer layers live on `device`.
+  // Offloaded: every weight in host memory (pinned when `device` is a GPU), computing on `device`.
+  // A forward() without upload() streams the blocks like Streamed.
+  void offload(at::Device device);
+  // Offloaded: starts copying every weight to the device on a side stream and returns; forward()
+  // waits block by block, so the first forward overlaps the rest of the upload. No-op otherwise.
+  void upload();
+  // Offloaded: drops the device copy (after the device's queued work, so its memory is free).
+  void release();
+  // Streamed: blocks in (pinned) host memory visit `device` one at a time during forward(), the
+  // next one prefetched on a side stream while the current one runs; the outer layers stay there.
   void streamBlocks(at::Device device);
-  bool streaming() const { return streaming_; }
+  WeightPlacement placement() const { return placement_; }
+  // Bytes of weights held on the compute device between forwards (Resident: all; Offloaded: all
+  // after upload(), none after release(); Streamed: the outer layers).
+  int64_t deviceWeightBytes() const;
 
   // RoPE tables for a grid of (frames, height, width) patches: cos and sin [seq, headDim/2] float32,
   // one entry per interleaved pair.
@@ -74,8 +104,10 @@ class WanTransformer {
 
  private:
   void forEachWeight(const std::function<void(at::Tensor&)>& fn);
-  void forEachOuterWeight(const std::function<void(at::Tensor&)>& fn);
+  static void forEachOuterWeight(WanOuterWeights& o, const std::function<void(at::Tensor&)>& fn);
   static void forEachBlockWeight(WanBlockWeights& b, const std::function<void(at::Tensor&)>& fn);
+  // Moves every weight to host memory (packed and pinned for a GPU) and computes on `device`.
+  void keepOnHost(at::Device device);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
                        const at::Tensor* ropeCos, const at::Tensor* ropeSin) const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
@@ -83,8 +115,8 @@ class WanTransformer {
 
   TransformerConfig config_;
   at::ScalarType dtype_;
-  at::Device device_;
-  bool streaming_ = false;
+  at::Device device_;  // where forward() computes
+  WeightPlacement placement_ = WeightPlacement::Resident;
   // The RoPE tables of the last grid (frames, height, width) forward() saw.
   struct RopeCache {
     std::array<int64_t, 3> key{-1, -1, -1};
@@ -92,14 +124,19 @@ class WanTransformer {
   };
   mutable RopeCache ropeCache_;
   mutable std::mutex ropeCacheMutex_;
-  at::Tensor patchWeight;  // Conv3d kernel flattened: [dim, Cin * pt * ph * pw]
-  at::Tensor patchBias;
-  WanLinear timeLinear1, timeLinear2;  // float32
-  WanLinear timeProj;                  // [6 * dim, dim]
-  WanLinear textLinear1, textLinear2;
+  // The weights where they live: on the device when Resident, in host memory otherwise.
+  WanOuterWeights outer_;
   std::vector<WanBlockWeights> blocks_;
-  WanLinear projOut;
-  at::Tensor scaleShiftTable;  // [1, 2, dim] float32
+  // Offloaded / Streamed: the device copies and the uploads they wait on (the outer layers; every
+  // block too after upload()).
+  struct DeviceCopy {
+    WanOuterWeights outer;
+    Upload outerUpload;
+    std::vector<WanBlockWeights> blocks;
+    std::vector<Upload> blockUploads;
+  };
+  std::unique_ptr<UploadStream> uploader_;
+  std::unique_ptr<DeviceCopy> onDevice_;
 };
 
 }  // namespace wan
