@@ -90,9 +90,23 @@ int64_t Umt5Encoder::parameterCount() const {
 }
 
 void Umt5Encoder::to(at::Device device) {
+  leave();
   if (device == device_) return;
   forEachWeight([&](at::Tensor& t) { t = t.to(device); });
   device_ = device;
+}
+
+void Umt5Encoder::visit(at::Device device) {
+  if (device == device_ || visit_.active()) return;
+  visit_.enter([&](const DeviceVisit::WeightFn& fn) { forEachWeight(fn); }, device);
+  homeDevice_ = device_;
+  device_ = device;
+}
+
+void Umt5Encoder::leave() {
+  if (!visit_.active()) return;
+  visit_.leave([&](const DeviceVisit::WeightFn& fn) { forEachWeight(fn); });
+  device_ = homeDevice_;
 }
 
 // T5 RMSNorm: the mean square in float32, normalized values rounded to a half-precision weight's

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/model_config.h"
+#include "core/weight_transfer.h"
 #include "core/run_context.h"
 #include "core/tensor_io.h"
 
@@ -33,8 +34,12 @@ class Umt5Encoder {
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
   int64_t parameterCount() const;
-  // Moves every weight to `device` (offload between CPU and GPU).
+  // Moves every weight to `device`.
   void to(at::Device device);
+  // Puts a copy of every weight on `device` and keeps the current ones; leave() drops the copy and
+  // computes where the weights were. No copy back: weights do not change.
+  void visit(at::Device device);
+  void leave();
 
  private:
   void forEachWeight(const std::function<void(at::Tensor&)>& fn);
@@ -50,6 +55,8 @@ class Umt5Encoder {
   TextEncoderConfig config_;
   at::ScalarType dtype_;
   at::Device device_;
+  DeviceVisit visit_;
+  at::Device homeDevice_ = at::kCPU;
   at::Tensor embedTokens;  // [vocab, d_model]
   std::vector<Layer> layers;
   at::Tensor finalNorm;

@@ -176,6 +176,26 @@ WanVae::WanVae(const VaeConfig& config, WeightSource& weights)
                        .to(device_);
 }
 
+void WanVae::forEachWeight(const vae::WeightFn& fn) {
+  encoder_->forEachWeight(fn);
+  quantConv_.forEachWeight(fn), postQuantConv_.forEachWeight(fn);
+  decoder_->forEachWeight(fn);
+  fn(latentsMean_), fn(latentsInvStd_);
+}
+
+void WanVae::visit(at::Device device) {
+  if (device == device_ || visit_.active()) return;
+  visit_.enter([&](const vae::WeightFn& fn) { forEachWeight(fn); }, device);
+  homeDevice_ = device_;
+  device_ = device;
+}
+
+void WanVae::leave() {
+  if (!visit_.active()) return;
+  visit_.leave([&](const vae::WeightFn& fn) { forEachWeight(fn); });
+  device_ = homeDevice_;
+}
+
 // ---- tiling options
 
 void WanVae::checkTiling(const TilingOptions& t) const {

@@ -17,6 +17,7 @@
 #include "core/model_config.h"
 #include "core/run_context.h"
 #include "core/tensor_io.h"
+#include "core/weight_transfer.h"
 #include "wan_vae_blocks.h"
 
 namespace wan {
@@ -61,6 +62,12 @@ class WanVae {
   int64_t parameterCount() const { return parameterCount_; }
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
+  // Puts a copy of every weight on `device` and keeps the current ones; leave() drops the copy and
+  // computes where the weights were (the offload modes: the VAE visits the GPU to encode or decode).
+  void visit(at::Device device);
+  void leave();
+  // Every weight tensor (and the latent normalization constants), for moving them between devices.
+  void forEachWeight(const vae::WeightFn& fn);
 
  private:
   void checkTiling(const TilingOptions& t) const;
@@ -79,6 +86,8 @@ class WanVae {
   std::unique_ptr<vae::Decoder3d> decoder_;
   vae::CausalConv3d quantConv_, postQuantConv_;
   at::Tensor latentsMean_, latentsInvStd_;  // float32 [1,z,1,1,1] on the device
+  DeviceVisit visit_;
+  at::Device homeDevice_ = at::kCPU;
 };
 
 // Bytes free for new allocations on `device`: CUDA free memory, or MemAvailable on the CPU.

@@ -138,6 +138,11 @@ void ResidualBlock::estimate(ActShape& s, MemoryTally& m, bool) const {
 
 // ---- AttentionBlock
 
+void ResidualBlock::forEachWeight(const WeightFn& fn) {
+  norm1_.forEachWeight(fn), norm2_.forEachWeight(fn), conv1_.forEachWeight(fn), conv2_.forEachWeight(fn);
+  if (hasShortcut_) shortcut_.forEachWeight(fn);
+}
+
 AttentionBlock::AttentionBlock(WeightSource& w, const std::string& prefix, int64_t dim) : dim_(dim) {
   norm_.load(w, prefix + ".norm.gamma", dim, 2);
   qkvWeight_ = w.get(prefix + ".to_qkv.weight", {3 * dim, dim, 1, 1});
@@ -188,6 +193,11 @@ void AttentionBlock::estimate(ActShape& s, MemoryTally& m, bool) const {
 
 // ---- Resample
 
+void AttentionBlock::forEachWeight(const WeightFn& fn) {
+  norm_.forEachWeight(fn);
+  fn(qkvWeight_), fn(qkvBias_), fn(projWeight_), fn(projBias_);
+}
+
 Resample::Resample(WeightSource& w, const std::string& prefix, int64_t dim, ResampleMode mode, int64_t upsampleOut)
     : mode_(mode), dim_(dim) {
   bool up = mode == ResampleMode::Upsample2d || mode == ResampleMode::Upsample3d;
@@ -196,6 +206,11 @@ Resample::Resample(WeightSource& w, const std::string& prefix, int64_t dim, Resa
   convBias_ = w.get(prefix + ".resample.1.bias", {outDim_});
   if (mode == ResampleMode::Upsample3d) timeConv_.load(w, prefix + ".time_conv", dim, dim * 2, {3, 1, 1}, {1, 1, 1}, {1, 0, 0});
   if (mode == ResampleMode::Downsample3d) timeConv_.load(w, prefix + ".time_conv", dim, dim, {3, 1, 1}, {2, 1, 1}, {0, 0, 0});
+}
+
+void Resample::forEachWeight(const WeightFn& fn) {
+  fn(convWeight_), fn(convBias_);
+  if (timeConv_.weight.defined()) timeConv_.forEachWeight(fn);
 }
 
 // The 2D part, one frame at a time (bounds the temporaries to one frame at the larger size).

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "core/tensor_io.h"
 
 namespace wan::vae {
+
+using WeightFn = std::function<void(at::Tensor&)>;
 
 // One causal conv's memory of the previous chunk. `repeat` marks a temporal upsampler that has
 // seen its first chunk (that chunk bypasses the time conv; Diffusers stores the string "Rep").
@@ -66,6 +69,7 @@ struct CausalConv3d {
   // `cache` (may be undefined): frames that precede x; they replace as many zero frames.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cache = at::Tensor()) const;
   int64_t outChannels() const { return weight.size(0); }
+  void forEachWeight(const WeightFn& fn) { fn(weight), fn(bias); }
 };
 
 // The cached-conv step every block uses: remember x's last two frames (with the previous chunk's
@@ -79,6 +83,7 @@ struct RmsNorm {
   double scale = 1;
   void load(WeightSource& w, const std::string& name, int64_t channels, int64_t trailingDims);
   at::Tensor forward(const at::Tensor& x) const;
+  void forEachWeight(const WeightFn& fn) { fn(gamma); }
 };
 
 class Block {
@@ -86,6 +91,8 @@ class Block {
   virtual ~Block() = default;
   virtual at::Tensor forward(at::Tensor x, CausalCache& cache, bool firstChunk) const = 0;
   virtual void estimate(ActShape& s, MemoryTally& m, bool firstChunk) const = 0;
+  // Every weight tensor, for moving them between devices.
+  virtual void forEachWeight(const WeightFn& fn) = 0;
 };
 
 // norm1 -> SiLU -> conv1 -> norm2 -> SiLU -> conv2, plus a 1x1x1 conv shortcut when channels change.
@@ -94,6 +101,7 @@ class ResidualBlock : public Block {
   ResidualBlock(WeightSource& w, const std::string& prefix, int64_t in, int64_t out);
   at::Tensor forward(at::Tensor x, CausalCache& cache, bool firstChunk) const override;
   void estimate(ActShape& s, MemoryTally& m, bool firstChunk) const override;
+  void forEachWeight(const WeightFn& fn) override;
 
  private:
   RmsNorm norm1_, norm2_;
@@ -107,6 +115,7 @@ class AttentionBlock : public Block {
   AttentionBlock(WeightSource& w, const std::string& prefix, int64_t dim);
   at::Tensor forward(at::Tensor x, CausalCache& cache, bool firstChunk) const override;
   void estimate(ActShape& s, MemoryTally& m, bool firstChunk) const override;
+  void forEachWeight(const WeightFn& fn) override;
 
  private:
   RmsNorm norm_;
@@ -122,6 +131,7 @@ class Resample : public Block {
   Resample(WeightSource& w, const std::string& prefix, int64_t dim, ResampleMode mode, int64_t upsampleOut);
   at::Tensor forward(at::Tensor x, CausalCache& cache, bool firstChunk) const override;
   void estimate(ActShape& s, MemoryTally& m, bool firstChunk) const override;
+  void forEachWeight(const WeightFn& fn) override;
 
  private:
   at::Tensor spatial(const at::Tensor& x) const;
@@ -146,6 +156,9 @@ class BlockGroup : public Block {
       : blocks_(std::move(blocks)), shortcut_(shortcut), outChannels_(outChannels), factorT_(factorT), factorS_(factorS) {}
   at::Tensor forward(at::Tensor x, CausalCache& cache, bool firstChunk) const override;
   void estimate(ActShape& s, MemoryTally& m, bool firstChunk) const override;
+  void forEachWeight(const WeightFn& fn) override {
+    for (auto& b : blocks_) b->forEachWeight(fn);
+  }
 
  private:
   std::vector<std::unique_ptr<Block>> blocks_;
@@ -159,6 +172,10 @@ class Encoder3d {
   Encoder3d(WeightSource& w, const VaeConfig& c);
   at::Tensor forward(const at::Tensor& x, CausalCache& cache) const;
   void estimate(ActShape s, MemoryTally& m, bool firstChunk) const;
+  void forEachWeight(const WeightFn& fn) {
+    convIn_.forEachWeight(fn), convOut_.forEachWeight(fn), normOut_.forEachWeight(fn);
+    for (auto& b : blocks_) b->forEachWeight(fn);
+  }
 
  private:
   CausalConv3d convIn_, convOut_;
@@ -172,6 +189,10 @@ class Decoder3d {
   Decoder3d(WeightSource& w, const VaeConfig& c);
   at::Tensor forward(const at::Tensor& x, CausalCache& cache, bool firstChunk) const;
   void estimate(ActShape s, MemoryTally& m, bool firstChunk) const;
+  void forEachWeight(const WeightFn& fn) {
+    convIn_.forEachWeight(fn), convOut_.forEachWeight(fn), normOut_.forEachWeight(fn);
+    for (auto& b : blocks_) b->forEachWeight(fn);
+  }
 
  private:
   CausalConv3d convIn_, convOut_;
