@@ -11,7 +11,8 @@ export interface LoadOptions {
   device?: Device;
   /** Weight/compute dtype of DiT and text encoder. Default 'bfloat16' on CUDA, 'float32' on the CPU. */
   dtype?: Dtype;
-  /** GPU memory mode. Default 'none' (everything resident). */
+  /** GPU memory mode. Default 'none' (everything resident); 'model': one DiT expert on the GPU at a time;
+   *  'sequential': DiT blocks streamed from host memory (see README, memory modes). */
   offload?: Offload;
   /** Run the UMT5 encoder elsewhere (the official `--t5_cpu`). Default: `device`. */
   textEncoderDevice?: Device;

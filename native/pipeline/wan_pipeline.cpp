@@ -37,35 +37,58 @@ void requireShape(const at::Tensor& t, const std::vector<int64_t>& shape, const 
   if (t.sizes().vec() != shape) throwBadArgument(what + " has shape " + shapeString(t.sizes()) + ", expected " + shapeString(shape));
 }
 
-// Puts a component on `device` for a scope and back on the CPU after it, also when the scope ends
-// by an exception (abort, OOM), so the pipeline stays usable. No-op when `active` is false.
+// A component (text encoder, VAE) visits `device` for a scope and leaves it after, also when the
+// scope ends by an exception (abort, OOM), so the pipeline stays usable. No-op where it lives.
 template <typename Component>
 class Visit {
  public:
-  Visit(Component& c, at::Device device, bool active) : c_(c), active_(active) {
-    if (active_) c_.to(device);
-  }
-  ~Visit() {
-    if (!active_) return;
-    try {
-      c_.to(at::kCPU);
-    } catch (...) {
-      // Moving back can only fail for lack of host memory; the component stays where it is.
-    }
-  }
+  Visit(Component& component, at::Device device) : component_(component) { component_.visit(device); }
+  ~Visit() { component_.leave(); }
   Visit(const Visit&) = delete;
   Visit& operator=(const Visit&) = delete;
 
  private:
-  Component& c_;
-  bool active_;
+  Component& component_;
+};
+
+// 'model' offload: at most one expert has a copy on the device. A swap drops the idle expert's copy
+// before the next one uploads, so the peak holds one expert; the upload runs on a side stream and
+// the first forward waits block by block, so the swap overlaps that forward's compute. Every copy
+// is dropped when the scope ends, also by an exception, so the pipeline stays usable.
+class ActiveExpert {
+ public:
+  explicit ActiveExpert(bool enabled) : enabled_(enabled) {}
+  ~ActiveExpert() {
+    try {
+      release();
+    } catch (...) {
+      // Only a failing device synchronize lands here; the copy is dropped with the expert's state.
+    }
+  }
+  ActiveExpert(const ActiveExpert&) = delete;
+  ActiveExpert& operator=(const ActiveExpert&) = delete;
+
+  void use(WanTransformer& expert) {
+    if (!enabled_ || current_ == &expert) return;
+    release();
+    expert.upload();
+    current_ = &expert;
+  }
+  void release() {
+    if (!current_) return;
+    WanTransformer* done = current_;
+    current_ = nullptr;
+    done->release();
+  }
+
+ private:
+  bool enabled_;
+  WanTransformer* current_ = nullptr;
 };
 
 }  // namespace
 
 WanPipeline::~WanPipeline() = default;
-
-bool WanPipeline::offloadsModels() const { return options_.offload != "none" && options_.device.is_cuda(); }
 
 const TransformerConfig& WanPipeline::transformerConfig() const { return experts_->expert(ExpertPair::Expert::High).config(); }
 const VaeConfig& WanPipeline::vaeConfig() const { return vae_->config(); }
@@ -93,31 +116,35 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
     ctx.progress(e);
   };
 
-  // Where the DiT experts live between uses: with 'model'/'sequential' offload on a GPU, on the CPU
-  // (they visit the GPU while they run, whole or block by block). The text encoder visits its device only while encoding,
-  // in every mode: its ~11 GB need not stay on the GPU through the denoise loop.
-  const at::Device home = p->offloadsModels() ? at::Device(at::kCPU) : options.device;
+  // Where the DiT experts live between uses (`offload`): on the device ('none'), or in host memory,
+  // visiting the device whole per expert ('model') or block by block ('sequential'). On the CPU the
+  // offload modes run the same code, and their "uploads" return the very tensors (no copies). The
+  // text encoder visits its device only while encoding, in every mode: its ~11 GB need not stay on
+  // the GPU through the denoise loop.
+  const at::Device home = options.offload == "none" ? options.device : at::Device(at::kCPU);
+  auto place = [&](WanTransformer& expert) {
+    if (options.offload == "model") expert.offload(options.device);
+    if (options.offload == "sequential") expert.streamBlocks(options.device);
+  };
   ctx.checkCancelled();
   p->textEncoder_ = Umt5Encoder::load((root / "text_encoder").string(), options.dtype, at::kCPU);
   loaded("text_encoder");
   ctx.checkCancelled();
   auto high = WanTransformer::load((root / "transformer").string(), options.dtype, home);
+  place(*high);
   loaded("transformer");
   std::unique_ptr<WanTransformer> low;
   if (p->index_.hasTransformer2) {
     ctx.checkCancelled();
     low = WanTransformer::load((root / "transformer_2").string(), options.dtype, home);
+    place(*low);
     loaded("transformer_2");
-  }
-  if (options.offload == "sequential" && options.device.is_cuda()) {
-    high->streamBlocks(options.device);
-    if (low) low->streamBlocks(options.device);
   }
   p->experts_ = std::make_unique<ExpertPair>(std::move(high), std::move(low), p->index_.boundaryRatio, p->scheduler_.numTrainTimesteps);
   ctx.checkCancelled();
-  // The VAE (0.5-1.4 GB) stays on the device in every mode: its decode peak is activations, which
-  // tiling bounds, not weights.
-  p->vae_ = WanVae::load((root / "vae").string(), options.vaeDtype, options.device);
+  // The VAE (0.5 GB Wan2.1, 2.8 GB Wan2.2 in float32): with offload, in host memory too, visiting
+  // the device to encode the conditioning image and to decode.
+  p->vae_ = WanVae::load((root / "vae").string(), options.vaeDtype, home);
   loaded("vae");
 
   const TransformerConfig& tc = p->transformerConfig();
@@ -144,7 +171,7 @@ at::Tensor WanPipeline::encodeText(const at::Tensor& ids, const at::Tensor& mask
   const std::string key = PromptCache::keyOf(ids, mask);
   if (auto hit = promptCache_.get(key)) return *hit;
   const at::Device device = options_.textEncoderDevice;
-  Visit<Umt5Encoder> visit(*textEncoder_, device, !device.is_cpu());
+  Visit<Umt5Encoder> visit(*textEncoder_, device);
   at::Tensor hidden = textEncoder_->encode(ids.to(device), mask.to(device), &ctx);
   at::Tensor embeds = zeroPastPromptLengths(hidden, mask.to(device)).to(at::kCPU);
   promptCache_.put(key, embeds);
@@ -178,6 +205,15 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   const TransformerConfig& tc = transformerConfig();
   const at::Device device = options_.device;
   GenerateResult out;
+  auto scheduler = makeScheduler(scheduler_, r.sampler, r.steps, r.shift);
+  out.timesteps = scheduler->timesteps();
+  out.sigmas = scheduler->sigmas();
+  ActiveExpert activeExpert(options_.offload == "model");
+  // With the text encoder in host memory, the first expert's upload overlaps the text encoding
+  // (not an image encoding: the VAE would then share the device with the expert).
+  const bool encodesImage = family_ == ModelFamily::I2vA14b || (family_ == ModelFamily::Ti2v5b && r.image.defined());
+  if (options_.textEncoderDevice.is_cpu() && !encodesImage && !out.timesteps.empty())
+    activeExpert.use(experts_->forTimestep(static_cast<double>(out.timesteps.front())));
 
   // 1. Prompt embeddings [B, 512, D] with rows past each prompt's length zeroed.
   ProgressEvent textEvent;
@@ -208,10 +244,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   at::Tensor uncondIn = cfg ? uncond.repeat_interleave(n, 0).to(device, dtype) : at::Tensor();
   const int64_t b = batch * n;
 
-  // 2. Sampler and initial noise (float32, torch.manual_seed + randn on the CPU generator).
-  auto scheduler = makeScheduler(scheduler_, r.sampler, r.steps, r.shift);
-  out.timesteps = scheduler->timesteps();
-  out.sigmas = scheduler->sigmas();
+  // 2. Initial noise (float32, torch.manual_seed + randn on the CPU generator).
   const int64_t latentFrames = (r.numFrames - 1) / vc.scaleFactorTemporal + 1;
   const int64_t lh = r.height / vc.scaleFactorSpatial, lw = r.width / vc.scaleFactorSpatial;
   const std::vector<int64_t> latentShape{b, vc.zDim, latentFrames, lh, lw};
@@ -235,6 +268,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     at::Tensor video = image.unsqueeze(2);
     if (i2vA14b) video = at::cat({video, at::zeros({image.size(0), 3, r.numFrames - 1, r.height, r.width}, video.options())}, 2);
     TilingOptions noTiling;
+    Visit<WanVae> visit(*vae_, device);
     at::Tensor latentCondition = vae_->normalize(vae_->encode(video.to(device, options_.vaeDtype), noTiling, &ctx).mean).to(at::kFloat);
     if (latentCondition.size(0) == 1 && b > 1) latentCondition = latentCondition.repeat({b, 1, 1, 1, 1});
     else if (latentCondition.size(0) != b) latentCondition = latentCondition.repeat_interleave(n, 0);
@@ -266,19 +300,6 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     at::Tensor m = ti2vImage ? firstFrameMask : at::ones({1, 1, latentFrames, lh, lw}, latents.options());
     tokenMask = m.select(0, 0).select(0, 0).slice(1, 0, lh, tc.patchSize[1]).slice(2, 0, lw, tc.patchSize[2]).flatten();
   }
-  // 'model' offload: only the active expert is on the GPU; both go home after the loop (or an abort).
-  struct ExpertsHome {
-    ExpertPair& experts;
-    bool active;
-    ~ExpertsHome() {
-      if (!active) return;
-      try {
-        experts.expert(ExpertPair::Expert::High).to(at::kCPU);
-        if (experts.hasTwoExperts()) experts.expert(ExpertPair::Expert::Low).to(at::kCPU);
-      } catch (...) {
-      }
-    }
-  } expertsHome{*experts_, offloadsModels() && options_.offload == "model"};
   const auto denoiseStart = Clock::now();
   for (int64_t i = 0; i < steps; ++i) {
     ctx.checkCancelled();
@@ -286,10 +307,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     const ExpertPair::Expert expert = experts_->select(static_cast<double>(t));
     const bool low = expert == ExpertPair::Expert::Low;
     WanTransformer& model = experts_->expert(expert);
-    if (expertsHome.active) {
-      if (experts_->hasTwoExperts()) experts_->expert(low ? ExpertPair::Expert::High : ExpertPair::Expert::Low).to(at::kCPU);
-      model.to(device);
-    }
+    activeExpert.use(model);
     const double g = low ? guidance2 : r.guidanceScale;
     out.expertPerStep.push_back(low ? 2 : 1);
 
@@ -318,6 +336,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     e.etaMs = msSince(denoiseStart) / static_cast<double>(i + 1) * static_cast<double>(steps - i - 1);
     ctx.progress(e);
   }
+  activeExpert.release();  // 'model': the decode runs without an expert on the device
   if (ti2vImage) latents = (1 - firstFrameMask) * condition + firstFrameMask * latents;
   out.latents = latents;
   if (r.recordSteps && steps > 0) {
@@ -328,6 +347,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   // 5. Decode.
   if (!r.outputLatents) {
     ctx.checkCancelled();
+    Visit<WanVae> visit(*vae_, device);
     out.decoderInput = vae_->denormalize(latents.to(options_.vaeDtype));
     TilingOptions tiling;
     tiling.mode = r.tiledDecode ? TilingOptions::Mode::On : (r.autoTiledDecode ? TilingOptions::Mode::Auto : TilingOptions::Mode::Off);

@@ -81,7 +81,6 @@ class WanPipeline {
  private:
   WanPipeline() = default;
   at::Tensor encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx);
-  bool offloadsModels() const;
   void validate(const GenerateRequest& r) const;
 
   std::string dir_;
