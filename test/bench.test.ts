@@ -63,6 +63,23 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min + r.vae_decode.seconds_min, 3);
   });
 
+  it('--offload times the DiT step with the weights in host memory and checks it against the resident step', () => {
+    for (const mode of ['model', 'sequential']) {
+      const p = spawnSync(path.join(binDir, 'wan_bench'), ['--skip', 'text,vae,rates', '--warmup', '0', '--iters', '1', '--offload', mode, '--json'], { encoding: 'utf8' });
+      expect(p.status, p.stderr).toBe(0);
+      const r = JSON.parse(p.stdout.trim());
+      expect(r.dit_step_offload).toMatchObject({ offload: mode, matches_resident: true, iters: 1 });
+      expect(r.dit_step_offload.seconds_min).toBeGreaterThan(0);
+      // Between steps 'model' holds nothing on the device (the copy is dropped), 'sequential' the outer layers.
+      if (mode === 'model') expect(r.dit_step_offload.weight_bytes).toBe(0);
+      else expect(r.dit_step_offload.weight_bytes).toBeGreaterThan(0);
+      if (mode === 'sequential') expect(r.dit_step_offload.weight_bytes).toBeLessThan(r.dit_step.weight_bytes);
+    }
+    const bad = spawnSync(path.join(binDir, 'wan_bench'), ['--offload', 'disk'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain("--offload must be none, model or sequential; got 'disk'");
+  });
+
   it('names a bad model in its error and exits 1', () => {
     const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'huge'], { encoding: 'utf8' });
     expect(p.status).toBe(1);

@@ -1,6 +1,6 @@
 """Prints the short table of a device run: parity, kernel check, and our time vs the reference's.
 
-  python3 bench/device/report.py OUT_DIR        (reads parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl)
+  python3 bench/device/report.py OUT_DIR        (reads parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl, offload.jsonl)
 Also writes OUT_DIR/summary.md (the table in Markdown, for bench/RESULTS.md).
 """
 import json
@@ -64,9 +64,19 @@ def main():
         bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.0f')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.0f')} TFLOP/s"
                      f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')}) | | | | | |")
 
+    offload = []
+    for o in read_lines(os.path.join(out, "offload.jsonl")):
+        resident, placed = o.get("dit_step") or {}, o.get("dit_step_offload") or {}
+        offload.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {placed.get('offload', '?')} | {fmt(resident.get('seconds_min'), '.4g')} s |"
+                       f" {fmt(placed.get('seconds_min'), '.4g')} s | {gib(resident.get('peak_bytes'))} | {gib(placed.get('peak_bytes'))} |"
+                       f" {'bit-identical' if placed.get('matches_resident') else 'DIFFERS'} |")
+    if offload:
+        offload = ["", "| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |",
+                   "|---|---|---|---|---|---|---|", *offload]
+
     lines = ["| check | result | detail | detail | verdict |", "|---|---|---|---|---|", *rows, "",
              "| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |",
-             "|---|---|---|---|---|---|---|---|---|", *bench]
+             "|---|---|---|---|---|---|---|---|---|", *bench, *offload]
     text = "\n".join(lines)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text + "\n")

@@ -4,11 +4,12 @@
 # run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
 # persists between calls while the machine stays warm).
 #
-#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b report, or all
+#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b offload report, or all
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
 #   call 1: bench/device/run.sh build addon kernel parity report
 #   call 2: bench/device/run.sh bench-ti2v bench-a14b report
+#   call 3: bench/device/run.sh offload report
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
 # default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc).
@@ -143,6 +144,19 @@ phase_bench-a14b() {
   bench_pair a14b 1280x720x81 1 1  # ~25 s per CFG step: one warm-up step, one timed
 }
 
+# The DiT step with the weights in host memory ('model': a whole-expert upload per call; 'sequential':
+# blocks streamed with prefetch), its peak, and a bit-for-bit check against the resident output.
+phase_offload() {
+  local model=a14b size=(--width 832 --height 480 --frames 81)
+  [[ "$DEVICE" == cpu ]] && model=small size=()
+  local mode
+  for mode in model sequential; do
+    log "offload $mode: $model -> offload.jsonl"
+    "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 0 --iters 1 \
+      --offload "$mode" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/offload.jsonl" || log "offload $mode: FAILED"
+  done
+}
+
 phase_report() {
   {
     echo "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
@@ -154,9 +168,9 @@ phase_report() {
 }
 
 phases=("$@")
-[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b report)
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b offload report)
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b report all)"
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b offload report all)"
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"

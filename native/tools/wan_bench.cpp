@@ -231,7 +231,8 @@ int main(int argc, char** argv) {
     if (args.has("help")) {
       std::puts("usage: wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
                 "                 [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]\n"
-                "                 [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]");
+                "                 [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]\n"
+                "                 [--offload model|sequential]  (also time the DiT step in that placement)");
       return 0;
     }
     BenchModel m = benchModel(args.get("model", "small"));
@@ -248,6 +249,9 @@ int main(int argc, char** argv) {
     const std::string skip = "," + args.get("skip", "") + ",";
     const bool json = args.has("json");
     const at::ScalarType vaeDtype = parseDtype(args.get("vae-dtype", "float32"));
+    const std::string offload = args.get("offload", "none");
+    if (offload != "none" && offload != "model" && offload != "sequential")
+      throw WanError(ErrorCode::BadArgument, "--offload must be none, model or sequential; got '" + offload + "'");
     c10::InferenceMode inference;
     at::manual_seed(0);
 
@@ -284,6 +288,12 @@ int main(int argc, char** argv) {
     ComponentResult dit;
     dit.name = "dit_step_cfg";
     bool haveDit = false;
+    // --offload: the same step with the weights in host memory. 'model': each timed call uploads the
+    // whole expert, runs the step and drops the copy (a step that pays a full swap); 'sequential':
+    // blocks streamed with prefetch. Its output must equal the resident one bit for bit.
+    ComponentResult ditOffload;
+    ditOffload.name = "dit_" + offload;
+    bool offloadMatches = false;
     std::string sdpaAtShape = "not measured";
     if (skip.find(",dit,") == std::string::npos) {
       meter.reset();
@@ -303,6 +313,25 @@ int main(int argc, char** argv) {
       dit.flops = {2 * one.linear, 2 * one.attention};
       dit.peak = meter.read();
       haveDit = true;
+      if (offload != "none") {
+        const at::Tensor resident = model.forward(latents, timestep, cond);
+        const bool swap = offload == "model";
+        if (swap) model.offload(device);
+        else model.streamBlocks(device);
+        meter.reset();
+        ditOffload.timing = timeCalls(device, warmup, iters, [&] {
+          if (swap) model.upload();
+          (void)model.forward(latents, timestep, cond);
+          (void)model.forward(latents, timestep, uncond);
+          if (swap) model.release();
+        });
+        ditOffload.peak = meter.read();
+        ditOffload.flops = dit.flops;
+        ditOffload.weightBytes = model.deviceWeightBytes();
+        if (swap) model.upload();
+        offloadMatches = at::equal(model.forward(latents, timestep, cond), resident);
+        if (swap) model.release();
+      }
       if (device.is_cuda())
         sdpaAtShape = sdpaBackendName(at::empty({1, m.dit.numHeads, tokens, m.dit.headDim}, at::TensorOptions().device(device).dtype(dtype)));
     }
@@ -341,6 +370,7 @@ int main(int argc, char** argv) {
     if (haveRates) {
       text.floorSeconds = floorOf(text.flops, rates);
       dit.floorSeconds = floorOf(dit.flops, rates);
+      ditOffload.floorSeconds = dit.floorSeconds;
     }
     const double endToEnd = (haveText ? text.timing.min : 0) + m.steps * (haveDit ? dit.timing.min : 0) + vaeSeconds;
 
@@ -358,6 +388,7 @@ int main(int argc, char** argv) {
       j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
       if (haveText) j.add("text_encode", text.json());
       if (haveDit) j.add("dit_step", dit.json());
+      if (haveDit && offload != "none") j.add("dit_step_offload", ditOffload.json().add("offload", offload).add("matches_resident", offloadMatches));
       if (haveVae) {
         JsonObject v;
         v.add("vae", m.name == "ti2v5b" ? "wan2.2" : m.name == "a14b" ? "wan2.1" : "tiny").add("dtype", dtypeToName(vaeDtype));
@@ -395,6 +426,12 @@ int main(int argc, char** argv) {
     };
     if (haveText) row(text);
     if (haveDit) row(dit);
+    if (haveDit && offload != "none") {
+      row(ditOffload);
+      std::printf("  (%s: weights in host memory%s; output %s the resident one)\n", ditOffload.name.c_str(),
+                  offload == "model" ? ", each call uploads the whole expert and drops it" : ", blocks streamed with prefetch",
+                  offloadMatches ? "bit-identical to" : "DIFFERS from");
+    }
     auto vaeRow = [&](const char* name, const VaeDecodeResult& r) {
       std::printf("  %-14s %10.4g %10.4g %12s %10s %12s %12s\n", name, r.timing.mean, r.timing.min, "-", "-",
                   human(static_cast<double>(r.peak.bytes) / (1 << 30), "GiB").c_str(),
