@@ -7,7 +7,7 @@
 
 namespace wan {
 
-HostArena::HostArena(bool pin, int64_t chunkBytes) : pin_(pin), chunkBytes_(chunkBytes) {}
+HostArena::HostArena(bool pin, int64_t chunkBytes) : pin_(pin), wantedPinned_(pin), chunkBytes_(chunkBytes) {}
 
 at::Tensor HostArena::copy(const at::Tensor& t) {
   const at::Tensor src = t.contiguous();
@@ -15,7 +15,20 @@ at::Tensor HostArena::copy(const at::Tensor& t) {
   const int64_t aligned = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (chunks_.empty() || offset_ + aligned > chunks_.back().numel()) {
     // Chunks start aligned: c10's CPU allocator aligns to 64 bytes, pinned memory to pages.
-    chunks_.push_back(at::empty({std::max(chunkBytes_, aligned)}, at::TensorOptions().dtype(at::kByte).pinned_memory(pin_)));
+    const int64_t size = std::max(chunkBytes_, aligned);
+    at::Tensor chunk;
+    if (pin_) {
+      try {
+        chunk = at::empty({size}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      } catch (const c10::Error&) {
+        pin_ = false;  // refused once: do not ask again for every chunk
+      }
+    }
+    if (!chunk.defined()) {
+      chunk = at::empty({size}, at::TensorOptions().dtype(at::kByte));
+      if (wantedPinned_) unpinnedBytes_ += size;
+    }
+    chunks_.push_back(chunk);
     offset_ = 0;
   }
   at::Tensor dst = chunks_.back().narrow(0, offset_, bytes).view(src.scalar_type()).view(src.sizes());

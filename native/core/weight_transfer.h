@@ -24,7 +24,9 @@ class HostArena {
  public:
   // `pin`: page-locked chunks (needs a CUDA libtorch). A chunk holds `chunkBytes` or one larger
   // tensor. One allocation per chunk, not per tensor: the CUDA host allocator rounds every
-  // allocation up to a power of two (a 141 MB FFN weight would take 256 MB).
+  // allocation up to a power of two (a 141 MB FFN weight would take 256 MB). When the system
+  // refuses page-locked memory (a limit, or no CUDA), the arena goes on in ordinary memory:
+  // uploads from it are synchronous, but they work.
   explicit HostArena(bool pin, int64_t chunkBytes = int64_t{1} << 30);
 
   // A copy of `t` (same dtype and shape, contiguous) in the arena's memory.
@@ -33,16 +35,19 @@ class HostArena {
   int64_t chunkCount() const { return static_cast<int64_t>(chunks_.size()); }
   int64_t reservedBytes() const;  // the chunks' sizes
   int64_t usedBytes() const { return usedBytes_; }
+  int64_t unpinnedBytes() const { return unpinnedBytes_; }  // chunks that were to be pinned but are not
 
   // Every copy starts at a multiple of this (a cache line; vector loads).
   static constexpr int64_t kAlignment = 64;
 
  private:
-  bool pin_;
+  bool pin_;           // still asking for page-locked chunks
+  bool wantedPinned_;  // asked for them at all
   int64_t chunkBytes_;
   std::vector<at::Tensor> chunks_;  // uint8 [bytes]
   int64_t offset_ = 0;              // next free byte in chunks_.back()
   int64_t usedBytes_ = 0;
+  int64_t unpinnedBytes_ = 0;
 };
 
 // Device copies queued on the side stream, and the event that says they have landed (null where

@@ -46,6 +46,15 @@ void hostArena() {
   check(ca.storage().is_alias_of(cb.storage()), "small tensors share a chunk");
   check(arena.chunkCount() == 3 && arena.reservedBytes() == 896 + 2048 + 896, "a tensor larger than a chunk gets a chunk of its size");
   check(arena.usedBytes() == 400 + 400 + 2048 + 96, "usedBytes counts the tensors' bytes");
+  check(arena.unpinnedBytes() == 0, "an arena not asked to pin reports nothing unpinned");
+
+  // Page-locked memory refused (here: a CPU-only libtorch has none): the arena goes on unpinned.
+  if (!at::hasCUDA()) {
+    wan::HostArena refused(/*pin=*/true, /*chunkBytes=*/896);
+    at::Tensor ra = refused.copy(a), rc = refused.copy(c);
+    check(at::equal(ra, a) && at::equal(rc, c) && refused.unpinnedBytes() == 896 + 2048 && !ra.is_pinned(),
+          "pinning refused: copies land in ordinary memory, counted as unpinned");
+  }
 }
 
 wan::TransformerConfig tinyConfig() {
