@@ -36,6 +36,51 @@ def free(device):
         torch.cuda.empty_cache()
 
 
+def save_random_model(make_model, folder, dtype, device):
+    """A fresh model with its own default random init (seed 0), saved in `folder` in `dtype`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = make_model()
+    model.to(dtype).save_pretrained(folder, safe_serialization=True)
+    del model
+    free(device)
+
+
+def reference_outputs(run_reference, dtype, device):
+    """{dtype: output} of `run_reference(ref_dtype)` (float32 on the CPU) in the compute dtype and,
+    when that is not float32, in float32 too. Each run's model is freed before the next one loads."""
+    outputs = {}
+    for ref_dtype in (dtype, torch.float32):
+        with torch.no_grad():
+            outputs[ref_dtype] = run_reference(ref_dtype)
+        free(device)
+        if dtype == torch.float32:
+            break
+    return outputs
+
+
+def run_ours(args, command, folder, inputs, ours_path, dtype_name, output_key):
+    """Our `wan_run <command>` on the saved inputs: (its output tensor, the tool's info)."""
+    info = run_tool([args.tool, command, "--model", folder, "--inputs", inputs, "--out", ours_path,
+                     "--device", args.device, "--dtype", dtype_name], os.path.join(args.out, "parity-tools.log"))
+    return load_file(ours_path)[output_key], info
+
+
+def record_comparison(record, ours, outputs, dtype, args, folder):
+    """Compares ours with the reference in the compute dtype (and both with float32 where that ran),
+    decides pass (cosine >= 0.999, all finite), appends the record and drops the random checkpoint."""
+    record["ours_vs_ref"] = compare(ours, outputs[dtype])
+    if torch.float32 in outputs and dtype != torch.float32:
+        record["ours_vs_ref_fp32"] = compare(ours, outputs[torch.float32])
+        record["ref_vs_ref_fp32"] = compare(outputs[dtype], outputs[torch.float32])
+    record["pass"] = record["ours_vs_ref"]["cosine"] >= 0.999 and record["ours_vs_ref"]["finite"]
+    emit(record, os.path.join(args.out, "parity.jsonl"))
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return record["pass"]
+
+
 def dit_parity(name, args, work):
     from diffusers import WanTransformer3DModel
 
@@ -43,13 +88,7 @@ def dit_parity(name, args, work):
     cfg = dit_config(name, args.layers)
     width, height, frames = DEFAULT_SIZE[name] if args.size is None else args.size
     folder = os.path.join(work, f"dit-{name}")
-    shutil.rmtree(folder, ignore_errors=True)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = WanTransformer3DModel(**cfg)
-    model.to(dtype).save_pretrained(folder, safe_serialization=True)
-    del model
-    free(device)
+    save_random_model(lambda: WanTransformer3DModel(**cfg), folder, dtype, device)
 
     # Inputs rounded to the compute dtype once, so that both sides see identical values.
     shape = latent_shape(name, width, height, frames)
@@ -65,32 +104,15 @@ def dit_parity(name, args, work):
     inputs = os.path.join(work, f"dit-{name}-inputs.safetensors")
     save_file({"hidden_states": hidden, "timestep": timestep, "encoder_hidden_states": context}, inputs)
 
-    outputs = {}
-    for ref_dtype in (dtype, torch.float32):
+    def run_reference(ref_dtype):
         ref = load_diffusers(WanTransformer3DModel, folder, ref_dtype, device)
-        with torch.no_grad():
-            out = ref(hidden.to(device, ref_dtype), timestep.to(device), context.to(device, ref_dtype), return_dict=False)[0]
-        outputs[ref_dtype] = out.float().cpu()
-        del ref, out
-        free(device)
-        if dtype == torch.float32:
-            break
+        return ref(hidden.to(device, ref_dtype), timestep.to(device), context.to(device, ref_dtype), return_dict=False)[0].float().cpu()
 
-    ours_path = os.path.join(work, f"dit-{name}-ours.safetensors")
-    info = run_tool([args.tool, "dit", "--model", folder, "--inputs", inputs, "--out", ours_path,
-                     "--device", device, "--dtype", args.dtype], os.path.join(args.out, "parity-tools.log"))
-    ours = load_file(ours_path)["sample"]
+    outputs = reference_outputs(run_reference, dtype, device)
+    ours, info = run_ours(args, "dit", folder, inputs, os.path.join(work, f"dit-{name}-ours.safetensors"), args.dtype, "sample")
     record = {"check": "dit", "model": name, "layers": cfg["num_layers"], "size": [width, height, frames], "tokens": seq,
               "dtype": args.dtype, "device": device, "ours_seconds": info.get("seconds")}
-    record["ours_vs_ref"] = compare(ours, outputs[dtype])
-    if torch.float32 in outputs and dtype != torch.float32:
-        record["ours_vs_ref_fp32"] = compare(ours, outputs[torch.float32])
-        record["ref_vs_ref_fp32"] = compare(outputs[dtype], outputs[torch.float32])
-    record["pass"] = record["ours_vs_ref"]["cosine"] >= 0.999 and record["ours_vs_ref"]["finite"]
-    emit(record, os.path.join(args.out, "parity.jsonl"))
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
-    return record["pass"]
+    return record_comparison(record, ours, outputs, dtype, args, folder)
 
 
 def umt5_parity(size, args, work):
@@ -99,13 +121,7 @@ def umt5_parity(size, args, work):
     device, dtype = args.device, dtype_of(args.dtype)
     cfg = umt5_config(size, args.text_layers)
     folder = os.path.join(work, f"umt5-{size}")
-    shutil.rmtree(folder, ignore_errors=True)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = UMT5EncoderModel(UMT5Config(**cfg))
-    model.to(dtype).save_pretrained(folder, safe_serialization=True)
-    del model
-    free(device)
+    save_random_model(lambda: UMT5EncoderModel(UMT5Config(**cfg)), folder, dtype, device)
 
     gen = torch.Generator().manual_seed(2)
     length, real = 512, 100
@@ -117,32 +133,18 @@ def umt5_parity(size, args, work):
     inputs = os.path.join(work, f"umt5-{size}-inputs.safetensors")
     save_file({"input_ids": ids, "attention_mask": mask}, inputs)
 
-    outputs = {}
-    for ref_dtype in (dtype, torch.float32):
+    def run_reference(ref_dtype):
         ref = load_pretrained(UMT5EncoderModel, folder, ref_dtype, device)
-        with torch.no_grad():
-            outputs[ref_dtype] = ref(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float().cpu()
-        del ref
-        free(device)
-        if dtype == torch.float32:
-            break
+        return ref(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float().cpu()
 
-    ours_path = os.path.join(work, f"umt5-{size}-ours.safetensors")
-    info = run_tool([args.tool, "umt5", "--model", folder, "--inputs", inputs, "--out", ours_path,
-                     "--device", device, "--dtype", args.dtype], os.path.join(args.out, "parity-tools.log"))
-    ours = load_file(ours_path)["last_hidden_state"]
-    # The pipeline keeps only the real tokens (rows past the prompt are zeroed), so compare those.
+    outputs = reference_outputs(run_reference, dtype, device)
+    ours, info = run_ours(args, "umt5", folder, inputs, os.path.join(work, f"umt5-{size}-ours.safetensors"), args.dtype,
+                          "last_hidden_state")
     record = {"check": "umt5", "size": size, "layers": cfg["num_layers"], "dtype": args.dtype, "device": device,
               "real_tokens": real, "ours_seconds": info.get("seconds")}
-    record["ours_vs_ref"] = compare(ours[:, :real], outputs[dtype][:, :real])
-    if torch.float32 in outputs and dtype != torch.float32:
-        record["ours_vs_ref_fp32"] = compare(ours[:, :real], outputs[torch.float32][:, :real])
-        record["ref_vs_ref_fp32"] = compare(outputs[dtype][:, :real], outputs[torch.float32][:, :real])
-    record["pass"] = record["ours_vs_ref"]["cosine"] >= 0.999 and record["ours_vs_ref"]["finite"]
-    emit(record, os.path.join(args.out, "parity.jsonl"))
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
-    return record["pass"]
+    # The pipeline keeps only the real tokens (rows past the prompt are zeroed), so compare those.
+    real_rows = {k: v[:, :real] for k, v in outputs.items()}
+    return record_comparison(record, ours[:, :real], real_rows, dtype, args, folder)
 
 
 def vae_parity(name, args, work):
@@ -152,13 +154,7 @@ def vae_parity(name, args, work):
     cfg = vae_config(name)
     width, height, frames = args.vae_size
     folder = os.path.join(work, f"vae-{name}")
-    shutil.rmtree(folder, ignore_errors=True)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoencoderKLWan(**cfg)
-    model.to(dtype).save_pretrained(folder, safe_serialization=True)
-    del model
-    free(device)
+    save_random_model(lambda: AutoencoderKLWan(**cfg), folder, dtype, device)
 
     spatial, z_dim = cfg["scale_factor_spatial"], cfg["z_dim"]
     if width % spatial or height % spatial or (frames - 1) % 4:
@@ -169,35 +165,20 @@ def vae_parity(name, args, work):
     inputs = os.path.join(work, f"vae-{name}-inputs.safetensors")
     save_file({"latents": latents}, inputs)
 
-    outputs = {}
-    for ref_dtype in (dtype, torch.float32):
+    def run_reference(ref_dtype):
         ref = load_diffusers(AutoencoderKLWan, folder, ref_dtype, device)
-        with torch.no_grad():
-            outputs[ref_dtype] = ref.decode(latents.to(device, ref_dtype), return_dict=False)[0].float().cpu()
-        del ref
-        free(device)
-        if dtype == torch.float32:
-            break
+        return ref.decode(latents.to(device, ref_dtype), return_dict=False)[0].float().cpu()
 
-    ours_path = os.path.join(work, f"vae-{name}-ours.safetensors")
-    info = run_tool([args.tool, "vae-decode", "--model", folder, "--inputs", inputs, "--out", ours_path,
-                     "--device", device, "--dtype", args.vae_dtype], os.path.join(args.out, "parity-tools.log"))
-    ours = load_file(ours_path)["sample"]
+    outputs = reference_outputs(run_reference, dtype, device)
+    ours, info = run_ours(args, "vae-decode", folder, inputs, os.path.join(work, f"vae-{name}-ours.safetensors"), args.vae_dtype,
+                          "sample")
     record = {"check": "vae_decode", "model": name, "layers": f"base_dim {cfg['base_dim']}", "size": [width, height, frames],
               "latent_shape": list(shape), "dtype": args.vae_dtype, "device": device, "ours_seconds": info.get("seconds")}
     if tuple(ours.shape) != tuple(outputs[dtype].shape):
         record.update({"pass": False, "error": f"shape {list(ours.shape)} vs reference {list(outputs[dtype].shape)}"})
         emit(record, os.path.join(args.out, "parity.jsonl"))
         return False
-    record["ours_vs_ref"] = compare(ours, outputs[dtype])
-    if torch.float32 in outputs and dtype != torch.float32:
-        record["ours_vs_ref_fp32"] = compare(ours, outputs[torch.float32])
-        record["ref_vs_ref_fp32"] = compare(outputs[dtype], outputs[torch.float32])
-    record["pass"] = record["ours_vs_ref"]["cosine"] >= 0.999 and record["ours_vs_ref"]["finite"]
-    emit(record, os.path.join(args.out, "parity.jsonl"))
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
-    return record["pass"]
+    return record_comparison(record, ours, outputs, dtype, args, folder)
 
 
 def main():

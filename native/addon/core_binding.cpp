@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <new>
 #include <thread>
+#include <type_traits>
 
 #include "async_job.h"
 #include "bindings.h"
@@ -136,16 +137,16 @@ Napi::Value DescribeTensors(const Napi::CallbackInfo& info) {
       info.Env().Undefined(), nullptr);
 }
 
+// A JS array of numbers, or of booleans for a std::vector<bool>.
 template <typename T>
-Napi::Array NumberArray(Napi::Env env, const std::vector<T>& v) {
+Napi::Array JsArray(Napi::Env env, const std::vector<T>& v) {
   Napi::Array a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
-  return a;
-}
-
-Napi::Array BoolArray(Napi::Env env, const std::vector<bool>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Boolean::New(env, v[i]));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same_v<T, bool>)
+      a.Set(static_cast<uint32_t>(i), Napi::Boolean::New(env, v[i]));
+    else
+      a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
+  }
   return a;
 }
 
@@ -178,7 +179,7 @@ Napi::Value ReadModelConfig(const Napi::CallbackInfo& info) {
     num("freqDim", c.freqDim);
     num("textDim", c.textDim);
     num("ropeMaxSeqLen", c.ropeMaxSeqLen);
-    o.Set("patchSize", NumberArray(env, std::vector<int64_t>(c.patchSize.begin(), c.patchSize.end())));
+    o.Set("patchSize", JsArray(env, std::vector<int64_t>(c.patchSize.begin(), c.patchSize.end())));
     num("eps", c.eps);
     o.Set("crossAttnNorm", Napi::Boolean::New(env, c.crossAttnNorm));
     o.Set("qkNorm", c.qkNorm);
@@ -206,12 +207,12 @@ Napi::Value ReadModelConfig(const Napi::CallbackInfo& info) {
     num("patchSize", c.patchSize);
     num("scaleFactorSpatial", c.scaleFactorSpatial);
     num("scaleFactorTemporal", c.scaleFactorTemporal);
-    o.Set("dimMult", NumberArray(env, c.dimMult));
-    o.Set("temporalDownsample", BoolArray(env, c.temporalDownsample));
-    o.Set("attnScales", NumberArray(env, c.attnScales));
+    o.Set("dimMult", JsArray(env, c.dimMult));
+    o.Set("temporalDownsample", JsArray(env, c.temporalDownsample));
+    o.Set("attnScales", JsArray(env, c.attnScales));
     o.Set("isResidual", Napi::Boolean::New(env, c.isResidual));
-    o.Set("latentsMean", NumberArray(env, c.latentsMean));
-    o.Set("latentsStd", NumberArray(env, c.latentsStd));
+    o.Set("latentsMean", JsArray(env, c.latentsMean));
+    o.Set("latentsStd", JsArray(env, c.latentsStd));
   } else if (kind == "scheduler") {
     auto c = Sync(env, [&] { return readSchedulerConfig(file); });
     o.Set("className", c.className);
@@ -231,7 +232,7 @@ Napi::Value ReadModelConfig(const Napi::CallbackInfo& info) {
     o.Set("useBetaSigmas", Napi::Boolean::New(env, c.useBetaSigmas));
     o.Set("useDynamicShifting", Napi::Boolean::New(env, c.useDynamicShifting));
     num("flowShift", c.flowShift);
-    o.Set("disableCorrector", NumberArray(env, c.disableCorrector));
+    o.Set("disableCorrector", JsArray(env, c.disableCorrector));
   } else {
     auto m = Sync(env, [&] { return readModelIndex(file); });
     o.Set("className", m.className);
@@ -260,9 +261,7 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray())
     throw MakeError(env, ErrorCode::BadArgument, "randn(seed: number, shape: number[])");
-  double seed = info[0].As<Napi::Number>().DoubleValue();
-  if (!(seed >= 0) || seed != static_cast<double>(static_cast<uint64_t>(seed)) || seed > 9007199254740991.0)
-    throw MakeError(env, ErrorCode::BadArgument, "option 'seed' must be an integer between 0 and 2^53-1");
+  const uint64_t seed = SeedValue(env, info[0].As<Napi::Number>().DoubleValue());
   Napi::Array a = info[1].As<Napi::Array>();
   std::vector<int64_t> shape;
   for (uint32_t i = 0; i < a.Length(); ++i) {
@@ -270,7 +269,7 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
     if (!d.IsNumber() || d.As<Napi::Number>().DoubleValue() < 0) throw MakeError(env, ErrorCode::BadArgument, "shape must hold non-negative integers");
     shape.push_back(d.As<Napi::Number>().Int64Value());
   }
-  return TensorToJs(env, randnLikeReference(static_cast<uint64_t>(seed), shape));
+  return TensorToJs(env, randnLikeReference(seed, shape));
 }
 
 // _testLongCall(steps, msPerStep, token?, onProgress?) -> Promise<number of steps run>

@@ -138,4 +138,11 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* 
   return info[index].As<Napi::String>().Utf8Value();
 }
 
+uint64_t SeedValue(Napi::Env env, double seed) {
+  // The range check comes first: a cast of a double beyond uint64_t is undefined.
+  if (!(seed >= 0) || seed > 9007199254740991.0 || seed != static_cast<double>(static_cast<uint64_t>(seed)))
+    bad(env, "option 'seed' must be an integer between 0 and 2^53-1");
+  return static_cast<uint64_t>(seed);
+}
+
 }  // namespace wan::addon

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <string>
 
 namespace wan::addon {
@@ -20,5 +21,7 @@ double NumberOption(const Napi::Object& o, const char* key, double fallback);
 bool BoolOption(const Napi::Object& o, const char* key, bool fallback);
 Napi::Object ObjectArg(const Napi::CallbackInfo& info, size_t index, const char* what);
 std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* what);
+// A seed as JS passes it: an integer in [0, 2^53-1] (the numbers a double holds exactly).
+uint64_t SeedValue(Napi::Env env, double seed);
 
 }  // namespace wan::addon

@@ -54,10 +54,7 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
     if (!o.Get("guidanceScale2").IsUndefined()) request->guidanceScale2 = NumberOption(o, "guidanceScale2", 1.0);
     if (!o.Get("shift").IsUndefined()) request->shift = NumberOption(o, "shift", 1.0);
     request->sampler = StringOption(o, "sampler", "unipc");
-    double seed = NumberOption(o, "seed", 0);
-    if (!(seed >= 0) || seed > 9007199254740991.0 || seed != static_cast<double>(static_cast<uint64_t>(seed)))
-      throw MakeError(env, ErrorCode::BadArgument, "option 'seed' must be an integer between 0 and 2^53-1");
-    request->seed = static_cast<uint64_t>(seed);
+    request->seed = SeedValue(env, NumberOption(o, "seed", 0));
     request->outputLatents = BoolOption(o, "outputLatents", false);
     request->recordSteps = BoolOption(o, "recordSteps", false);
     std::string tiled = StringOption(o, "tiled", "auto");

@@ -3,12 +3,10 @@
 // info(), dispose(). Also the test hook _testAttention (chunked attention fallback vs one block).
 #include <memory>
 
-#include "addon_data.h"
 #include "async_job.h"
 #include "bindings.h"
-#include "core/device.h"
 #include "js_tensor.h"
-#include "load_component.h"
+#include "model_wrap.h"
 #include "models/attention.h"
 #include "models/wan_transformer.h"
 
@@ -16,41 +14,39 @@ namespace wan::addon {
 
 namespace {
 
-class Transformer : public Napi::ObjectWrap<Transformer> {
+class Transformer : public ModelWrap<Transformer, WanTransformer> {
  public:
-  static void Register(Napi::Env env) {
-    Napi::Function ctor = DefineClass(env, "NativeTransformer",
-                                      {InstanceMethod<&Transformer::Forward>("forward"), InstanceMethod<&Transformer::Info>("info"),
-                                       InstanceMethod<&Transformer::Dispose>("dispose")});
-    SetConstructor(env, "NativeTransformer", ctor);
-  }
+  static constexpr const char* kClassName = "NativeTransformer";
+  static constexpr const char* kWhat = "the transformer";
 
-  explicit Transformer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Transformer>(info) {}
+  static void Register(Napi::Env env) { Define(env, {InstanceMethod<&Transformer::Forward>("forward")}); }
 
-  // Instances come only from loadTransformer, which hands over the loaded model.
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<WanTransformer> model) {
-    Napi::Object obj = GetConstructor(env, "NativeTransformer").New({});
-    Unwrap(obj)->model_ = std::move(model);
-    return obj;
+  explicit Transformer(const Napi::CallbackInfo& info) : Base(info) {}
+
+  // info(): the fields before parameterCount, dtype and device.
+  void Describe(Napi::Object o) const {
+    const TransformerConfig& c = model_->config();
+    Napi::Env env = o.Env();
+    o.Set("dim", Count(env, c.dim()));
+    o.Set("numLayers", Count(env, c.numLayers));
+    o.Set("numHeads", Count(env, c.numHeads));
+    o.Set("inChannels", Count(env, c.inChannels));
+    o.Set("outChannels", Count(env, c.outChannels));
   }
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     Napi::Object inputs = ObjectArg(info, 0, "inputs");
     at::Tensor hidden = TensorFromJs(inputs.Get("hiddenStates"), "inputs.hiddenStates");
     at::Tensor timestep = TensorFromJs(inputs.Get("timestep"), "inputs.timestep");
     at::Tensor context = TensorFromJs(inputs.Get("encoderHiddenStates"), "inputs.encoderHiddenStates");
     const bool wantDebug = BoolOption(ObjectArg(info, 1, "options"), "debug", false);
     auto cancel = CancelToken::FromArg(info, 2);
-    guard_.Enter(env, "the transformer");
-    // The JS object stays alive (and its model with it) until the job settles.
-    auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>()));
     auto model = model_;
     auto output = std::make_shared<at::Tensor>();
     auto debug = std::make_shared<TransformerDebug>();
-    return AsyncJob::Start(
-        env,
+    return StartCall(
+        info,
         [model, hidden, timestep, context, output, debug, wantDebug](RunContext& ctx) {
           *output = model->forward(hidden, timestep, context, wantDebug ? debug.get() : nullptr, &ctx).to(at::kCPU);
         },
@@ -64,44 +60,9 @@ class Transformer : public Napi::ObjectWrap<Transformer> {
           }
           return out;
         },
-        env.Undefined(), cancel,
-        [this, self]() {
-          guard_.Leave();
-          self->Reset();
-        });
+        cancel, info.Env().Undefined());
   }
-
-  Napi::Value Info(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!model_) throw MakeError(env, ErrorCode::Disposed, "the transformer was disposed; load it again");
-    const TransformerConfig& c = model_->config();
-    auto num = [&](int64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("dim", num(c.dim()));
-    o.Set("numLayers", num(c.numLayers));
-    o.Set("numHeads", num(c.numHeads));
-    o.Set("inChannels", num(c.inChannels));
-    o.Set("outChannels", num(c.outChannels));
-    o.Set("parameterCount", num(model_->parameterCount()));
-    o.Set("dtype", dtypeToName(model_->dtype()));
-    o.Set("device", model_->device().str());
-    return o;
-  }
-
-  // Frees the weights now (a running forward keeps its own reference until it settles).
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    guard_.MarkDisposed();
-    model_.reset();
-    return info.Env().Undefined();
-  }
-
-  std::shared_ptr<WanTransformer> model_;
-  BusyGuard guard_;
 };
-
-Napi::Value LoadTransformer(const Napi::CallbackInfo& info) {
-  return LoadComponent<WanTransformer>(info, [](Napi::Env env, std::shared_ptr<WanTransformer> m) -> Napi::Value { return Transformer::Wrap(env, m); });
-}
 
 // _testAttention(q, k, v, queryChunk) -> { chunked, unchunked, dispatched }: the fallback with
 // blocks of queryChunk queries, the fallback in one block, and the attention() entry point.
@@ -124,7 +85,7 @@ Napi::Value TestAttention(const Napi::CallbackInfo& info) {
 
 void RegisterTransformer(Napi::Env env, Napi::Object exports) {
   Transformer::Register(env);
-  exports.Set("loadTransformer", Napi::Function::New(env, LoadTransformer, "loadTransformer"));
+  exports.Set("loadTransformer", Napi::Function::New(env, Transformer::Load, "loadTransformer"));
   exports.Set("_testAttention", Napi::Function::New(env, TestAttention, "_testAttention"));
 }
 

@@ -2,12 +2,10 @@
 // decode takes the pipeline's normalized latents; encode returns the normalized mean too.
 #include <memory>
 
-#include "addon_data.h"
 #include "async_job.h"
 #include "bindings.h"
-#include "core/device.h"
 #include "js_tensor.h"
-#include "load_component.h"
+#include "model_wrap.h"
 #include "models/wan_vae.h"
 
 namespace wan::addon {
@@ -33,34 +31,37 @@ TilingOptions ParseTiling(const Napi::Object& o) {
   return t;
 }
 
-class NativeVae : public Napi::ObjectWrap<NativeVae> {
+class NativeVae : public ModelWrap<NativeVae, WanVae> {
  public:
-  static void Register(Napi::Env env, Napi::Object) {
-    Napi::Function ctor = DefineClass(env, "NativeVae",
-                                      {InstanceMethod("encode", &NativeVae::Encode), InstanceMethod("decode", &NativeVae::Decode),
-                                       InstanceMethod("info", &NativeVae::Info), InstanceMethod("dispose", &NativeVae::Dispose)});
-    SetConstructor(env, "NativeVae", ctor);
+  static constexpr const char* kClassName = "NativeVae";
+  static constexpr const char* kWhat = "this VAE";
+
+  static void Register(Napi::Env env) {
+    Define(env, {InstanceMethod("encode", &NativeVae::Encode), InstanceMethod("decode", &NativeVae::Decode)});
   }
-  explicit NativeVae(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeVae>(info) {}
-  void Set(std::shared_ptr<WanVae> vae) { vae_ = std::move(vae); }
+
+  explicit NativeVae(const Napi::CallbackInfo& info) : Base(info) {}
+
+  // info(): the fields before parameterCount, dtype and device.
+  void Describe(Napi::Object o) const {
+    const VaeConfig& c = model_->config();
+    o.Set("zDim", Count(o.Env(), c.zDim));
+    o.Set("version", model_->version());
+    o.Set("scaleFactorSpatial", Count(o.Env(), c.scaleFactorSpatial));
+    o.Set("scaleFactorTemporal", Count(o.Env(), c.scaleFactorTemporal));
+  }
 
  private:
-  std::shared_ptr<WanVae> Enter(Napi::Env env) {
-    guard_.Enter(env, "this VAE");
-    return vae_;
-  }
-
   // encode(video, options?, token?, onProgress?) -> { mean, logvar, normalized }
   Napi::Value Encode(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     at::Tensor video = TensorFromJs(info[0], "video");
     TilingOptions tiling = ParseTiling(ObjectArg(info, 1, "options"));
     auto cancel = CancelToken::FromArg(info, 2);
-    auto vae = Enter(env);
+    auto vae = model_;
     auto result = std::make_shared<VaeEncoding>();
     auto normalized = std::make_shared<at::Tensor>();
-    return AsyncJob::Start(
-        env,
+    return StartCall(
+        info,
         [vae, video, tiling, result, normalized](RunContext& ctx) {
           *result = vae->encode(video, tiling, &ctx);
           *normalized = vae->normalize(result->mean);
@@ -72,20 +73,19 @@ class NativeVae : public Napi::ObjectWrap<NativeVae> {
           o.Set("normalized", TensorToJs(env, normalized->cpu()));
           return o;
         },
-        info.Length() > 3 ? info[3] : env.Undefined(), cancel, [this] { guard_.Leave(); });
+        cancel, info.Length() > 3 ? info[3] : info.Env().Undefined());
   }
 
   // decode(normalizedLatents, options?, token?, onProgress?) -> { denormalized, video }
   Napi::Value Decode(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     at::Tensor latents = TensorFromJs(info[0], "latents");
     TilingOptions tiling = ParseTiling(ObjectArg(info, 1, "options"));
     auto cancel = CancelToken::FromArg(info, 2);
-    auto vae = Enter(env);
+    auto vae = model_;
     auto denormalized = std::make_shared<at::Tensor>();
     auto video = std::make_shared<at::Tensor>();
-    return AsyncJob::Start(
-        env,
+    return StartCall(
+        info,
         [vae, latents, tiling, denormalized, video](RunContext& ctx) {
           *denormalized = vae->denormalize(latents);
           *video = vae->decode(*denormalized, tiling, &ctx);
@@ -96,49 +96,15 @@ class NativeVae : public Napi::ObjectWrap<NativeVae> {
           o.Set("video", TensorToJs(env, *video));
           return o;
         },
-        info.Length() > 3 ? info[3] : env.Undefined(), cancel, [this] { guard_.Leave(); });
+        cancel, info.Length() > 3 ? info[3] : info.Env().Undefined());
   }
-
-  Napi::Value Info(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!vae_) throw MakeError(env, ErrorCode::Disposed, "this VAE was disposed; load it again");
-    const VaeConfig& c = vae_->config();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("zDim", Napi::Number::New(env, static_cast<double>(c.zDim)));
-    o.Set("version", vae_->version());
-    o.Set("scaleFactorSpatial", Napi::Number::New(env, static_cast<double>(c.scaleFactorSpatial)));
-    o.Set("scaleFactorTemporal", Napi::Number::New(env, static_cast<double>(c.scaleFactorTemporal)));
-    o.Set("parameterCount", Napi::Number::New(env, static_cast<double>(vae_->parameterCount())));
-    o.Set("dtype", dtypeToName(vae_->dtype()));
-    o.Set("device", vae_->device().str());
-    return o;
-  }
-
-  // Releases the weights; a call in flight keeps its own reference until it settles.
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    guard_.MarkDisposed();
-    vae_.reset();
-    return info.Env().Undefined();
-  }
-
-  std::shared_ptr<WanVae> vae_;
-  BusyGuard guard_;
 };
-
-// loadVae(dir, { device, dtype }?, token?) -> Promise<NativeVae>
-Napi::Value LoadVae(const Napi::CallbackInfo& info) {
-  return LoadComponent<WanVae>(info, [](Napi::Env env, std::shared_ptr<WanVae> m) -> Napi::Value {
-    Napi::Object object = GetConstructor(env, "NativeVae").New({});
-    NativeVae::Unwrap(object)->Set(std::move(m));
-    return object;
-  });
-}
 
 }  // namespace
 
 void RegisterVae(Napi::Env env, Napi::Object exports) {
-  NativeVae::Register(env, exports);
-  exports.Set("loadVae", Napi::Function::New(env, LoadVae, "loadVae"));
+  NativeVae::Register(env);
+  exports.Set("loadVae", Napi::Function::New(env, NativeVae::Load, "loadVae"));
 }
 
 }  // namespace wan::addon
