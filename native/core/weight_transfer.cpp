@@ -91,13 +91,13 @@ void UploadStream::synchronize() const {
   impl.synchronizeStream(stream_);
 }
 
-void DeviceVisit::enter(const ForEachWeight& forEach, at::Device device) {
-  if (active_) return;
+at::Device DeviceVisit::enter(const ForEachWeight& forEach, at::Device from, at::Device to) {
+  if (active_ || from == to) return from;
   home_.clear();
   try {
     forEach([&](at::Tensor& t) {
       home_.push_back(t);
-      if (t.defined()) t = t.to(device);
+      if (t.defined()) t = t.to(to);
     });
   } catch (...) {
     size_t i = 0;
@@ -107,15 +107,18 @@ void DeviceVisit::enter(const ForEachWeight& forEach, at::Device device) {
     home_.clear();
     throw;
   }
+  homeDevice_ = from;
   active_ = true;
+  return to;
 }
 
-void DeviceVisit::leave(const ForEachWeight& forEach) {
-  if (!active_) return;
+at::Device DeviceVisit::leave(const ForEachWeight& forEach, at::Device current) {
+  if (!active_) return current;
   size_t i = 0;
   forEach([&](at::Tensor& t) { t = home_.at(i++); });
   home_.clear();
   active_ = false;
+  return homeDevice_;
 }
 
 }  // namespace wan

@@ -91,13 +91,17 @@ class DeviceVisit {
   using WeightFn = std::function<void(at::Tensor&)>;
   using ForEachWeight = std::function<void(const WeightFn&)>;
 
-  // Out of memory part way: the weights already moved are put back, then the error is rethrown.
-  void enter(const ForEachWeight& forEach, at::Device device);
-  void leave(const ForEachWeight& forEach);
+  // Moves the weights of a component computing on `from` to `to` and returns where it computes now
+  // (`to`; `from` when it is already there or visiting). Out of memory part way: the weights
+  // already moved are put back, then the error is rethrown.
+  at::Device enter(const ForEachWeight& forEach, at::Device from, at::Device to);
+  // Puts the weights back and returns where the component computes again (`current` when not visiting).
+  at::Device leave(const ForEachWeight& forEach, at::Device current);
   bool active() const { return active_; }
 
  private:
   std::vector<at::Tensor> home_;  // in forEach order
+  at::Device homeDevice_ = at::kCPU;
   bool active_ = false;
 };
 

@@ -97,16 +97,11 @@ void Umt5Encoder::to(at::Device device) {
 }
 
 void Umt5Encoder::visit(at::Device device) {
-  if (device == device_ || visit_.active()) return;
-  visit_.enter([&](const DeviceVisit::WeightFn& fn) { forEachWeight(fn); }, device);
-  homeDevice_ = device_;
-  device_ = device;
+  device_ = visit_.enter([&](const DeviceVisit::WeightFn& fn) { forEachWeight(fn); }, device_, device);
 }
 
 void Umt5Encoder::leave() {
-  if (!visit_.active()) return;
-  visit_.leave([&](const DeviceVisit::WeightFn& fn) { forEachWeight(fn); });
-  device_ = homeDevice_;
+  device_ = visit_.leave([&](const DeviceVisit::WeightFn& fn) { forEachWeight(fn); }, device_);
 }
 
 // T5 RMSNorm: the mean square in float32, normalized values rounded to a half-precision weight's

@@ -56,7 +56,6 @@ class Umt5Encoder {
   at::ScalarType dtype_;
   at::Device device_;
   DeviceVisit visit_;
-  at::Device homeDevice_ = at::kCPU;
   at::Tensor embedTokens;  // [vocab, d_model]
   std::vector<Layer> layers;
   at::Tensor finalNorm;

@@ -184,16 +184,11 @@ void WanVae::forEachWeight(const vae::WeightFn& fn) {
 }
 
 void WanVae::visit(at::Device device) {
-  if (device == device_ || visit_.active()) return;
-  visit_.enter([&](const vae::WeightFn& fn) { forEachWeight(fn); }, device);
-  homeDevice_ = device_;
-  device_ = device;
+  device_ = visit_.enter([&](const vae::WeightFn& fn) { forEachWeight(fn); }, device_, device);
 }
 
 void WanVae::leave() {
-  if (!visit_.active()) return;
-  visit_.leave([&](const vae::WeightFn& fn) { forEachWeight(fn); });
-  device_ = homeDevice_;
+  device_ = visit_.leave([&](const vae::WeightFn& fn) { forEachWeight(fn); }, device_);
 }
 
 // ---- tiling options

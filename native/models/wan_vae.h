@@ -87,7 +87,6 @@ class WanVae {
   vae::CausalConv3d quantConv_, postQuantConv_;
   at::Tensor latentsMean_, latentsInvStd_;  // float32 [1,z,1,1,1] on the device
   DeviceVisit visit_;
-  at::Device homeDevice_ = at::kCPU;
 };
 
 // Bytes free for new allocations on `device`: CUDA free memory, or MemAvailable on the CPU.

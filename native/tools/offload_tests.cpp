@@ -154,7 +154,7 @@ void failedVisit() {
   wan::DeviceVisit visit;
   bool threw = false;
   try {
-    visit.enter(forEach, at::Device(at::kCUDA, 0));
+    visit.enter(forEach, at::kCPU, at::Device(at::kCUDA, 0));
   } catch (const std::exception&) {
     threw = true;
   }
