@@ -193,6 +193,9 @@ export interface NativePipelineInfo {
   device: string;
   dtype: string;
   cachedPrompts: number;
+  offload: 'none' | 'model' | 'sequential';
+  /** DiT and VAE weight bytes that stay on `device` between generations ('model': 0; host copies not counted). */
+  residentWeightBytes: number;
 }
 
 export interface NativePipeline {

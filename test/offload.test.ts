@@ -21,9 +21,13 @@ const T2V: GenerateOptions = { prompt: 'a red fox in the snow', width: 48, heigh
 async function run(dir: string, offload: Offload, options: GenerateOptions) {
   const pipe = await WanPipeline.load(dir, { offload });
   try {
+    const residentAfterLoad = pipe.info().residentWeightBytes;
     const experts: (string | undefined)[] = [];
     const video = await pipe.generate({ ...options, onProgress: (e: ProgressEvent) => e.stage === 'denoise' && experts.push(e.expert) });
-    return { frames: Buffer.from(video.frames), latents: Buffer.from(video.latents!.data.buffer), experts };
+    // What stays on the device between generations is the same before and after one.
+    expect(pipe.info().residentWeightBytes, `${offload}: resident bytes after a generation`).toBe(residentAfterLoad);
+    expect(pipe.info().offload).toBe(offload);
+    return { frames: Buffer.from(video.frames), latents: Buffer.from(video.latents!.data.buffer), experts, resident: residentAfterLoad };
   } finally {
     await pipe.dispose();
   }
@@ -32,8 +36,12 @@ async function run(dir: string, offload: Offload, options: GenerateOptions) {
 /** Runs 'none', then 'model' and 'sequential', and expects the same experts, latents and frames. */
 async function expectSameAsNone(dir: string, options: GenerateOptions) {
   const none = await run(dir, 'none', options);
+  expect(none.resident).toBeGreaterThan(0);
   for (const mode of ['model', 'sequential'] as const) {
     const r = await run(dir, mode, options);
+    // 'model' keeps nothing on the device between generations; 'sequential' the DiT's outer layers.
+    if (mode === 'model') expect(r.resident, mode).toBe(0);
+    else expect(r.resident > 0 && r.resident < none.resident, `${mode}: ${r.resident} of ${none.resident} bytes resident`).toBe(true);
     expect(r.experts, mode).toEqual(none.experts);
     expect(r.latents.equals(none.latents), `${mode}: latents bit-identical`).toBe(true);
     expect(r.frames.equals(none.frames), `${mode}: frames bit-identical`).toBe(true);

@@ -164,6 +164,7 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   }
   if (p->index_.boundaryRatio && !p->experts_->hasTwoExperts())
     throwBadCheckpoint(dir + "/model_index.json sets boundary_ratio but the folder has no transformer_2");
+  p->updateResidentWeightBytes();
   return p;
 }
 
@@ -198,7 +199,19 @@ void WanPipeline::validate(const GenerateRequest& r) const {
   if (!r.promptEmbeds.defined() && !r.promptIds.defined()) throwBadArgument("a prompt (or promptEmbeds) is required");
 }
 
+void WanPipeline::updateResidentWeightBytes() {
+  int64_t n = experts_->expert(ExpertPair::Expert::High).deviceWeightBytes();
+  if (experts_->hasTwoExperts()) n += experts_->expert(ExpertPair::Expert::Low).deviceWeightBytes();
+  if (options_.offload == "none") n += vae_->parameterCount() * static_cast<int64_t>(at::elementSize(vae_->dtype()));
+  residentWeightBytes_ = n;
+}
+
 GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext& ctx) {
+  // Whatever way the generation ends, say what stays on the device after it.
+  struct UpdateWhenDone {
+    WanPipeline& p;
+    ~UpdateWhenDone() { p.updateResidentWeightBytes(); }
+  } updateWhenDone{*this};
   validate(r);
   const auto start = Clock::now();
   const VaeConfig& vc = vae_->config();

@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,12 +77,17 @@ class WanPipeline {
   const PipelineOptions& options() const { return options_; }
   int64_t textDim() const;
   size_t cachedPrompts() const { return promptCache_.size(); }
+  // Bytes of DiT and VAE weights that stay on the device between generations: all of them with
+  // offload 'none', the DiT's outer layers with 'sequential', none with 'model' (host copies are not
+  // counted). Updated when a load or a generation ends, so any thread may read it.
+  int64_t residentWeightBytes() const { return residentWeightBytes_.load(); }
   void clearPromptCache() { promptCache_.clear(); }
 
  private:
   WanPipeline() = default;
   at::Tensor encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx);
   void validate(const GenerateRequest& r) const;
+  void updateResidentWeightBytes();
 
   std::string dir_;
   PipelineOptions options_;
@@ -92,6 +98,7 @@ class WanPipeline {
   std::unique_ptr<ExpertPair> experts_;  // transformer/ (+ transformer_2/ for A14B)
   std::unique_ptr<WanVae> vae_;
   PromptCache promptCache_;
+  std::atomic<int64_t> residentWeightBytes_{0};
 };
 
 }  // namespace wan
