@@ -161,16 +161,14 @@ int64_t WanTransformer::parameterCount() const {
 }
 
 int64_t WanTransformer::deviceWeightBytes() const {
-  auto* self = const_cast<WanTransformer*>(this);
-  if (placement_ == WeightPlacement::Resident) {
-    int64_t n = weightBytes(self->outer_, forEachOuterWeight);
-    for (auto& b : self->blocks_) n += weightBytes(b, forEachBlockWeight);
+  auto bytes = [](WanOuterWeights& outer, std::vector<WanBlockWeights>& blocks) {
+    int64_t n = weightBytes(outer, forEachOuterWeight);
+    for (auto& b : blocks) n += weightBytes(b, forEachBlockWeight);
     return n;
-  }
-  if (!onDevice_) return 0;
-  int64_t n = weightBytes(onDevice_->outer, forEachOuterWeight);
-  for (auto& b : onDevice_->blocks) n += weightBytes(b, forEachBlockWeight);
-  return n;
+  };
+  auto* self = const_cast<WanTransformer*>(this);
+  if (placement_ == WeightPlacement::Resident) return bytes(self->outer_, self->blocks_);
+  return onDevice_ ? bytes(onDevice_->outer, onDevice_->blocks) : 0;
 }
 
 void WanTransformer::to(at::Device device) {
@@ -199,11 +197,16 @@ void WanTransformer::offload(at::Device device) {
   placement_ = WeightPlacement::Offloaded;
 }
 
-void WanTransformer::upload() {
-  if (placement_ != WeightPlacement::Offloaded || onDevice_) return;
+std::unique_ptr<WanTransformer::DeviceCopy> WanTransformer::uploadOuter() const {
   auto copy = std::make_unique<DeviceCopy>();
   copy->outer = outer_;
   copy->outerUpload = uploader_->start(weightRefs(copy->outer, forEachOuterWeight));
+  return copy;
+}
+
+void WanTransformer::upload() {
+  if (placement_ != WeightPlacement::Offloaded || onDevice_) return;
+  auto copy = uploadOuter();
   copy->blocks = blocks_;
   for (auto& b : copy->blocks) copy->blockUploads.push_back(uploader_->start(weightRefs(b, forEachBlockWeight)));
   onDevice_ = std::move(copy);
@@ -218,10 +221,7 @@ void WanTransformer::release() {
 void WanTransformer::streamBlocks(at::Device device) {
   keepOnHost(device);
   placement_ = WeightPlacement::Streamed;
-  auto copy = std::make_unique<DeviceCopy>();
-  copy->outer = outer_;
-  copy->outerUpload = uploader_->start(weightRefs(copy->outer, forEachOuterWeight));
-  onDevice_ = std::move(copy);
+  onDevice_ = uploadOuter();
 }
 
 std::pair<at::Tensor, at::Tensor> WanTransformer::ropeTables(int64_t frames, int64_t height, int64_t width) const {
@@ -324,9 +324,7 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   const DeviceCopy* copy = onDevice_.get();
   if (placement_ != WeightPlacement::Resident) {
     if (!copy) {
-      ownCopy = std::make_unique<DeviceCopy>();
-      ownCopy->outer = outer_;
-      ownCopy->outerUpload = uploader_->start(weightRefs(ownCopy->outer, forEachOuterWeight));
+      ownCopy = uploadOuter();
       copy = ownCopy.get();
     }
     uploader_->await(copy->outerUpload);

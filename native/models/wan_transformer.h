@@ -137,6 +137,8 @@ class WanTransformer {
   };
   std::unique_ptr<UploadStream> uploader_;
   std::unique_ptr<DeviceCopy> onDevice_;
+  // A device copy holding the outer layers, their upload started.
+  std::unique_ptr<DeviceCopy> uploadOuter() const;
 };
 
 }  // namespace wan
