@@ -224,8 +224,9 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   ActiveExpert activeExpert(options_.offload == "model");
   // With the text encoder in host memory, the first expert's upload overlaps the text encoding
   // (not an image encoding: the VAE would then share the device with the expert).
-  const bool encodesImage = family_ == ModelFamily::I2vA14b || (family_ == ModelFamily::Ti2v5b && r.image.defined());
-  if (options_.textEncoderDevice.is_cpu() && !encodesImage && !out.timesteps.empty())
+  const bool i2vA14b = family_ == ModelFamily::I2vA14b;
+  const bool ti2vImage = family_ == ModelFamily::Ti2v5b && r.image.defined();
+  if (options_.textEncoderDevice.is_cpu() && !i2vA14b && !ti2vImage && !out.timesteps.empty())
     activeExpert.use(experts_->forTimestep(static_cast<double>(out.timesteps.front())));
 
   // 1. Prompt embeddings [B, 512, D] with rows past each prompt's length zeroed.
@@ -270,8 +271,6 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   }
 
   // 3. Image conditioning.
-  const bool i2vA14b = family_ == ModelFamily::I2vA14b;
-  const bool ti2vImage = family_ == ModelFamily::Ti2v5b && r.image.defined();
   at::Tensor condition;       // I2V-A14B: [b, 4 + z, F', h, w] concatenated to the noise
   at::Tensor firstFrameMask;  // TI2V I2V: [1, 1, F', h, w], 0 on latent frame 0
   if (i2vA14b || ti2vImage) {
