@@ -2,7 +2,7 @@
 // the small config runs in seconds; the JSON must carry every field with a positive finite value.
 // No timing assertions: numbers vary with the machine.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +84,52 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'huge'], { encoding: 'utf8' });
     expect(p.status).toBe(1);
     expect(p.stderr).toMatch(/--model must be small, a14b or ti2v5b; got 'huge'/);
+  });
+});
+
+describe('npm run bench -- --reference (ours vs the reference modules, same configs, one command)', () => {
+  const bench = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'bench.mjs'), ...args], {
+      env: { ...process.env, WAN_BENCH_BIN: path.join(binDir, 'wan_bench'), ...env },
+      encoding: 'utf8',
+    });
+
+  it('checks the reference python before running anything, and says what is missing', () => {
+    const absent = bench(['--reference', '--python', path.join(tmp, 'no-such-python')]);
+    expect(absent.status).toBe(2);
+    expect(absent.stderr).toMatch(/--reference: cannot run .*no-such-python.*pass --python or set PYTHON/);
+    expect(absent.stderr).not.toMatch(/ours:/);
+
+    // A python whose import of the reference packages fails the way a bare python3 does.
+    const bare = path.join(tmp, 'python-without-diffusers');
+    writeFileSync(bare, `#!/bin/sh\necho "ModuleNotFoundError: No module named 'diffusers'" >&2\nexit 1\n`, { mode: 0o755 });
+    const missing = bench(['--reference'], { PYTHON: bare });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("--reference needs a python with torch, diffusers and transformers");
+    expect(missing.stderr).toContain("No module named 'diffusers'");
+    expect(missing.stdout).toBe('');
+
+    const noValue = bench(['--python']);
+    expect(noValue.status).toBe(2);
+    expect(noValue.stderr).toContain('--python needs a value');
+  });
+
+  // The real reference needs torch + diffusers + transformers (not on CI): set WAN_TEST_REFERENCE_PYTHON
+  // (and PYTHONPATH to a diffusers src/ when it is not installed) to run it.
+  it.runIf(Boolean(process.env.WAN_TEST_REFERENCE_PYTHON))('times ours and the reference at the small config and prints both with the ratio', () => {
+    const out = path.join(tmp, 'bench-reference');
+    const p = bench(['--reference', '--python', process.env.WAN_TEST_REFERENCE_PYTHON!, '--out', out, '--iters', '1', '--warmup', '0']);
+    expect(p.status, p.stderr).toBe(0);
+    const read = (name: string) => readFileSync(path.join(out, name), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const [ours] = read('ours.jsonl');
+    const [ref] = read('reference.jsonl');
+    expect(ref).toMatchObject({ tool: 'reference', model: 'small', width: ours.width, height: ours.height, frames: ours.frames, dtype: ours.dtype });
+    for (const comp of ['dit_step', 'text_encode', 'vae_decode']) {
+      const row = p.stdout.split('\n').find((l) => l.startsWith(`| small ${ours.width}x${ours.height}x${ours.frames} | ${comp} |`));
+      expect(row, comp).toBeDefined();
+      const ratio = ref[comp].seconds_min / ours[comp].seconds_min;
+      expect(row).toContain(`| ${ratio.toFixed(2)}x |`);
+    }
   });
 });
 

@@ -55,13 +55,13 @@ def main():
             ours_s, ref_s = ours_c.get("seconds_min"), ref_c.get("seconds_min")
             speedup = ref_s / ours_s if ours_s and ref_s else None
             bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {comp} | {fmt(ours_s, '.4g')} s | {fmt(ref_s, '.4g')} s |"
-                         f" {fmt(speedup, '.2f')}x | {fmt(ours_c.get('tflops'), '.0f')} | {fmt(ours_c.get('fraction_of_floor'), '.2f')} |"
+                         f" {fmt(speedup, '.2f')}x | {fmt(ours_c.get('tflops'), '.3g')} | {fmt(ours_c.get('fraction_of_floor'), '.2f')} |"
                          f" {gib(ours_c.get('peak_bytes'))} | {gib(ref_c.get('peak_bytes'))} |")
         e2e_ref = ref.get("end_to_end_seconds")
         bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | end to end ({o['steps']} steps) | {fmt(o.get('end_to_end_seconds'), '.4g')} s |"
                      f" {fmt(e2e_ref, '.4g')} s | | | | | |")
         rates = o.get("rates") or {}
-        bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.0f')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.0f')} TFLOP/s"
+        bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.3g')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.3g')} TFLOP/s"
                      f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')}) | | | | | |")
 
     offload = []
@@ -71,13 +71,19 @@ def main():
                        f" {fmt(placed.get('seconds_min'), '.4g')} s | {gib(resident.get('peak_bytes'))} | {gib(placed.get('peak_bytes'))} |"
                        f" {'bit-identical' if placed.get('matches_resident') else 'DIFFERS'} |")
     if offload:
-        offload = ["", "| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |",
+        offload = ["| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |",
                    "|---|---|---|---|---|---|---|", *offload]
 
-    lines = ["| check | result | detail | detail | verdict |", "|---|---|---|---|---|", *rows, "",
-             "| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |",
-             "|---|---|---|---|---|---|---|---|---|", *bench, *offload]
-    text = "\n".join(lines)
+    # Only the sections this run produced (npm run bench --reference has no parity or kernel rows).
+    sections = []
+    if rows:
+        sections.append(["| check | result | detail | detail | verdict |", "|---|---|---|---|---|", *rows])
+    if bench:
+        sections.append(["| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |",
+                         "|---|---|---|---|---|---|---|---|---|", *bench])
+    if offload:
+        sections.append(offload)
+    text = "\n\n".join("\n".join(s) for s in sections) if sections else "(no results)"
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text + "\n")
     print(text)
