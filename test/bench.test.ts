@@ -80,6 +80,36 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     expect(bad.stderr).toContain("--offload must be none, model or sequential; got 'disk'");
   });
 
+  it('--sdpa-order / WAN_SDPA_ORDER put SDPA backends first where libtorch can order them, and time each at the DiT shape', () => {
+    const [major, minor] = native().runtimeInfo().libtorchVersion.split('.').map(Number);
+    const orderable = major > 2 || (major === 2 && minor >= 6);
+    const p = spawnSync(path.join(binDir, 'wan_bench'), ['--skip', 'text,vae', '--warmup', '0', '--iters', '1', '--sdpa-order', 'cudnn,flash', '--json'], { encoding: 'utf8' });
+    expect(p.status, p.stderr).toBe(0);
+    const r = JSON.parse(p.stdout.trim());
+    expect(r).toMatchObject({ sdpa_order: 'cudnn,flash', sdpa_order_applied: orderable });
+    const byBackend = r.attention_tflops_at_dit_shape;
+    if (orderable) {
+      expect(Object.keys(byBackend).sort()).toEqual(['cudnn_attention', 'efficient_attention', 'flash_attention']);
+      // null: that backend does not take this input (e.g. cuDNN on the CPU); a number: it ran.
+      for (const v of Object.values(byBackend)) expect(v === null || positiveFinite(v)).toBe(true);
+    } else {
+      expect(byBackend).toEqual({}); // libtorch < 2.6 has no order to set (1.13: no SDPA at all)
+      expect(r.rates.attention_backend).toBe('chunked_fallback');
+    }
+
+    for (const [args, env, message] of [
+      [['--sdpa-order', 'cudnn,fastest'], {}, "wan_bench: unknown attention backend 'fastest' (math, flash, efficient or cudnn)"],
+      [[], { WAN_SDPA_ORDER: 'flash,nope' }, "wan_bench: WAN_SDPA_ORDER: unknown attention backend 'nope'"],
+    ] as const) {
+      const bad = spawnSync(path.join(binDir, 'wan_bench'), ['--skip', 'text,vae,dit', '--warmup', '0', '--iters', '1', ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain(message);
+    }
+  });
+
   it('names a bad model in its error and exits 1', () => {
     const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'huge'], { encoding: 'utf8' });
     expect(p.status).toBe(1);

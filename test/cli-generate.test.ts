@@ -42,6 +42,15 @@ describe('wan-video generate', () => {
     expect([s.codec_name, s.width, s.height, Number(s.nb_read_frames)]).toEqual(['h264', 32, 32, 5]);
   });
 
+  it('an unknown backend in WAN_SDPA_ORDER is ERR_WAN_BAD_ARGUMENT naming it, and no file is written', async () => {
+    const out = path.join(dir, 'bad-sdpa.mp4');
+    const r = await runCli(['generate', ...SMALL, '--out', out], { ...process.env, WAN_SDPA_ORDER: 'cudnn,warp' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('ERR_WAN_BAD_ARGUMENT');
+    expect(r.stderr).toContain("WAN_SDPA_ORDER: unknown attention backend 'warp' (math, flash, efficient or cudnn)");
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('--json prints one object per line: progress events in order, then done', async () => {
     const out = path.join(dir, 'json.webm');
     const r = await runCli(['generate', ...SMALL, '--out', out, '--json']);

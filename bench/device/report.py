@@ -48,21 +48,29 @@ def main():
     for o in read_lines(os.path.join(out, "ours.jsonl")):
         key = (o["model"], o["width"], o["height"], o["frames"])
         ref = refs.get(key, {})
+        order = o.get("sdpa_order", "default")
         for comp in ("dit_step", "text_encode", "vae_decode"):
             ours_c, ref_c = o.get(comp) or {}, ref.get(comp) or {}
-            if not ours_c and not ref_c:
+            if not ours_c and (not ref_c or order != "default"):
                 continue
+            label = comp if order == "default" else f"{comp} (SDPA order {order})"
             ours_s, ref_s = ours_c.get("seconds_min"), ref_c.get("seconds_min")
             speedup = ref_s / ours_s if ours_s and ref_s else None
-            bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {comp} | {fmt(ours_s, '.4g')} s | {fmt(ref_s, '.4g')} s |"
-                         f" {fmt(speedup, '.2f')}x | {fmt(ours_c.get('tflops'), '.3g')} | {fmt(ours_c.get('fraction_of_floor'), '.2f')} |"
+            bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {label} | {fmt(ours_s, '.4g')} s | {fmt(ref_s, '.4g')} s |"
+                         f" {fmt(speedup, '.2f')}x | {fmt(ours_c.get('tflops'), '.3g')} | {fmt(ours_c.get('fraction_of_floor') or None, '.2f')} |"
                          f" {gib(ours_c.get('peak_bytes'))} | {gib(ref_c.get('peak_bytes'))} |")
+        if order != "default":
+            continue  # a partial run (the DiT step only): no end-to-end or rates rows
         e2e_ref = ref.get("end_to_end_seconds")
         bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | end to end ({o['steps']} steps) | {fmt(o.get('end_to_end_seconds'), '.4g')} s |"
                      f" {fmt(e2e_ref, '.4g')} s | | | | | |")
         rates = o.get("rates") or {}
         bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.3g')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.3g')} TFLOP/s"
                      f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')}) | | | | | |")
+        by_backend = o.get("attention_tflops_at_dit_shape") or {}
+        if by_backend:
+            each = ", ".join(f"{name} {fmt(v, '.3g')}" if v is not None else f"{name} does not take it" for name, v in by_backend.items())
+            bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | self-attention TFLOP/s per SDPA backend | {each} | | | | | | |")
 
     offload = []
     for o in read_lines(os.path.join(out, "offload.jsonl")):

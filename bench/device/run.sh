@@ -4,12 +4,12 @@
 # run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
 # persists between calls while the machine stays warm).
 #
-#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b offload report, or all
+#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b bench-sdpa offload report, or all
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
 #   call 1: bench/device/run.sh build addon kernel parity report
 #   call 2: bench/device/run.sh bench-ti2v bench-a14b report
-#   call 3: bench/device/run.sh offload report
+#   call 3: bench/device/run.sh bench-sdpa offload report
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
 # default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc).
@@ -72,13 +72,19 @@ phase_build() {
       export CUDAToolkit_ROOT="${CUDAToolkit_ROOT:-$toolkit}" CUDA_HOME="${CUDA_HOME:-$toolkit}"
       cuda+=(-DCMAKE_CUDA_COMPILER="$nvcc_real" -DCUDA_TOOLKIT_ROOT_DIR="$CUDAToolkit_ROOT")
       # torch's cmake links CUDA::cublas, cufft, ... from the toolkit; where the toolkit lacks one
-      # (a compiler-only install), point it at the copy in the pip torch's nvidia/ wheels.
+      # (a compiler-only install), point it at the copy in the pip torch's nvidia/ wheels. Those
+      # ship only versioned files (libnvrtc.so.13): CMake turns such a path into "-lnvrtc", which
+      # finds nothing (seen in a simulated CUDA build), so link through a folder of our own with
+      # the plain name and the versioned one (the executables' run path names that folder).
       local nvidia; nvidia="$("$PYTHON" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)/nvidia"
-      local lib found
+      local links="$WORK/cuda-libs" lib found
+      rm -rf "$links" && mkdir -p "$links"
       for lib in cublas cublasLt curand cufft cusparse cusolver nvrtc nvJitLink cupti cufile; do
         compgen -G "$CUDAToolkit_ROOT/lib64/lib$lib.so*" >/dev/null && continue
-        found="$(find "$nvidia" -name "lib$lib.so*" 2>/dev/null | sort | head -1)"
-        [[ -n "$found" ]] && cuda+=(-DCUDA_${lib}_LIBRARY="$found") && log "using $found for CUDA::$lib"
+        found="$(find "$nvidia" -name "lib$lib.so.*" 2>/dev/null | sort | head -1)"
+        [[ -n "$found" ]] || continue
+        ln -sf "$found" "$links/lib$lib.so" && ln -sf "$found" "$links/$(basename "$found")"
+        cuda+=(-DCUDA_${lib}_LIBRARY="$links/lib$lib.so") && log "using $found for CUDA::$lib"
       done
     fi
   fi
@@ -157,6 +163,17 @@ phase_offload() {
   done
 }
 
+# The DiT step with the SDPA backends in another order than libtorch's default (flash first): the
+# rates phase of bench-a14b times each backend alone at the DiT shape; this times the whole step.
+# SDPA_ORDER (default cudnn,flash) is what to try.
+phase_bench-sdpa() {
+  local order="${SDPA_ORDER:-cudnn,flash}" model=a14b size=(--width 1280 --height 720 --frames 81)
+  [[ "$DEVICE" == cpu ]] && model=small size=() order="${SDPA_ORDER:-math}"
+  log "ours with --sdpa-order $order: $model -> ours.jsonl"
+  "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 1 --iters 1 \
+    --sdpa-order "$order" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "bench-sdpa: FAILED"
+}
+
 phase_report() {
   {
     echo "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
@@ -168,9 +185,9 @@ phase_report() {
 }
 
 phases=("$@")
-[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b offload report)
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b bench-sdpa offload report)
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b offload report all)"
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b bench-sdpa offload report all)"
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"

@@ -1,11 +1,95 @@
 #include "attention.h"
 
+#include <ATen/Context.h>
 #include <torch/version.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+
+#include "core/errors.h"
+
+// at::globalContext().setSDPPriorityOrder: libtorch >= 2.6.
+#define WAN_SDPA_ORDERABLE (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6))
 
 namespace wan {
+
+namespace {
+
+// libtorch's SDPBackend numbers (ATen/SDPBackend.h, also what at::_fused_sdp_choice returns).
+constexpr int64_t kMath = 0, kFlash = 1, kEfficient = 2, kCudnn = 3;
+
+int64_t backendNumber(const std::string& name) {
+  if (name == "math") return kMath;
+  if (name == "flash" || name == "flash_attention") return kFlash;
+  if (name == "efficient" || name == "efficient_attention") return kEfficient;
+  if (name == "cudnn" || name == "cudnn_attention") return kCudnn;
+  throwBadArgument("unknown attention backend '" + name + "' (math, flash, efficient or cudnn)");
+}
+
+std::string backendName(int64_t b) {
+  switch (b) {
+    case kMath: return "math";
+    case kFlash: return "flash_attention";
+    case kEfficient: return "efficient_attention";
+    case kCudnn: return "cudnn_attention";
+    default: return "backend_" + std::to_string(b);
+  }
+}
+
+std::atomic<bool> orderWasSet{false};
+std::once_flag environmentOrderOnce;
+
+// WAN_SDPA_ORDER="cudnn,flash": applied on the first attention() unless code set an order first.
+void applyEnvironmentOrder() {
+  const char* env = std::getenv("WAN_SDPA_ORDER");
+  if (env == nullptr || *env == '\0' || orderWasSet) return;
+  std::vector<std::string> names;
+  std::stringstream list(env);
+  for (std::string name; std::getline(list, name, ',');)
+    if (!name.empty()) names.push_back(name);
+  try {
+    setAttentionBackendOrder(names);
+  } catch (const WanError& e) {
+    throwBadArgument(std::string("WAN_SDPA_ORDER: ") + e.what());
+  }
+}
+
+}  // namespace
+
+bool setAttentionBackendOrder(const std::vector<std::string>& preferred) {
+  std::vector<int64_t> order;
+  for (const std::string& name : preferred) {
+    const int64_t b = backendNumber(name);  // all names checked before anything changes
+    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
+  }
+  orderWasSet = true;
+#if WAN_SDPA_ORDERABLE
+  // libtorch wants every backend exactly once: the rest follow in its default order, read before
+  // our first change.
+  static const auto defaults = at::globalContext().sDPPriorityOrder();
+  for (const auto b : defaults) {
+    const auto n = static_cast<int64_t>(b);
+    if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
+  }
+  at::globalContext().setSDPPriorityOrder(order);
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  return backendName(at::_fused_sdp_choice(q, k, v));
+#else
+  (void)q, (void)k, (void)v;
+  return "chunked_fallback";
+#endif
+}
 
 at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t queryChunk) {
   const int64_t batch = q.size(0), heads = q.size(1), sq = q.size(2), headDim = q.size(3), sk = k.size(2);
@@ -33,6 +117,7 @@ at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  std::call_once(environmentOrderOnce, applyEnvironmentOrder);
 #if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v);
 #else

@@ -5,11 +5,29 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
+#include <vector>
+
 namespace wan {
 
 // q [B, H, Sq, D], k and v [B, H, Sk, D] (same dtype and device) -> [B, H, Sq, D] in q's dtype.
 // No mask, scale 1/sqrt(D).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+// libtorch's SDPA backends by name: "math", "flash_attention", "efficient_attention",
+// "cudnn_attention" (also "flash", "efficient", "cudnn").
+//
+// Puts `preferred` first, in that order, in the list at::scaled_dot_product_attention tries (the
+// rest follow in libtorch's default order; a backend that cannot take an input is skipped, as
+// always). Process-wide. Empty: libtorch's default order (flash, efficient, math, cudnn). Returns
+// false where libtorch cannot order its backends (< 2.6): its default order holds. Unknown names
+// are ERR_WAN_BAD_ARGUMENT. The environment variable WAN_SDPA_ORDER (e.g. "cudnn,flash") is
+// applied this way on the first attention() call, unless an order was set before.
+bool setAttentionBackendOrder(const std::vector<std::string>& preferred);
+
+// The backend at::scaled_dot_product_attention picks for these inputs under the current order
+// ("chunked_fallback" with libtorch 1.x, which has no SDPA).
+std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 // The fallback: queries in blocks of `queryChunk` rows (0 picks a block so one block's scores
 // stay near 128 MiB). Scores and softmax in float32 (float64 for float64 inputs), as fused

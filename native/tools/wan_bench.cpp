@@ -3,10 +3,13 @@
 //   wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 //             [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]
 //             [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]
+//             [--offload model|sequential] [--sdpa-order cudnn,flash,efficient,math]
 //
 // Measures a DiT step with classifier-free guidance (two batch-1 forwards), a text encode, a VAE
 // decode of the run's latents, the device's matrix and attention rates, and prints a table (or,
-// with --json, one JSON line).
+// with --json, one JSON line). With the rates it times self-attention at the DiT's shape with each
+// SDPA backend first in turn (libtorch >= 2.6), to show which one --sdpa-order / WAN_SDPA_ORDER
+// should put first on this GPU.
 //
 // FLOPs are counted, not sampled (one multiply-add = 2 FLOPs; norms, RoPE, softmax, GELU ignored):
 //   DiT forward, T video tokens, L text tokens, d = dim, f = ffn_dim, N layers:
@@ -35,6 +38,8 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/device.h"
 #include "core/errors.h"
@@ -146,23 +151,6 @@ struct Rates {
   std::string attentionBackend = "unknown";
 };
 
-std::string sdpaBackendName(const at::Tensor& q) {
-#if TORCH_VERSION_MAJOR >= 2
-  // at::_fused_sdp_choice returns sdp::SDPBackend: -1 error, 0 math, 1 flash, 2 efficient, 3 cudnn.
-  const int64_t b = at::_fused_sdp_choice(q, q, q);
-  switch (b) {
-    case 0: return "math";
-    case 1: return "flash_attention";
-    case 2: return "efficient_attention";
-    case 3: return "cudnn_attention";
-    default: return "backend_" + std::to_string(b);
-  }
-#else
-  (void)q;
-  return "chunked_fallback (libtorch 1.x)";
-#endif
-}
-
 Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int warmup, int iters) {
   Rates r;
   const bool gpu = device.is_cuda();
@@ -176,8 +164,31 @@ Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int
   at::Tensor q = at::randn({1, heads, seq, headDim}, opts), k = at::randn_like(q), v = at::randn_like(q);
   Timing at_ = timeCalls(device, warmup, std::max(iters, 3), [&] { (void)wan::attention(q, k, v); });
   r.attention = 4.0 * heads * seq * seq * headDim / at_.min;
-  r.attentionBackend = sdpaBackendName(q);
+  r.attentionBackend = attentionBackendFor(q, k, v);
   return r;
+}
+
+// Self-attention at the DiT's shape with each fused backend put first in turn (the order given by
+// --sdpa-order is put back after): TFLOP/s of each backend that takes the input, NaN (JSON null)
+// for one the input falls through. Empty where libtorch cannot order its backends (< 2.6). Math is
+// left out: never the fast one, and at 720p its score matrix alone would not fit.
+std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device, at::ScalarType dtype, int64_t heads, int64_t tokens,
+                                                               int64_t headDim, int warmup, int iters,
+                                                               const std::vector<std::string>& order) {
+  std::vector<std::pair<std::string, double>> rates;
+  auto opts = at::TensorOptions().device(device).dtype(dtype);
+  at::Tensor q = at::randn({1, heads, tokens, headDim}, opts), k = at::randn_like(q), v = at::randn_like(q);
+  for (const std::string name : {"cudnn_attention", "flash_attention", "efficient_attention"}) {
+    if (!setAttentionBackendOrder({name})) break;
+    if (attentionBackendFor(q, k, v) != name) {
+      rates.emplace_back(name, NAN);
+      continue;
+    }
+    Timing t = timeCalls(device, warmup, std::max(iters, 1), [&] { (void)wan::attention(q, k, v); });
+    rates.emplace_back(name, 4.0 * heads * tokens * tokens * headDim / t.min);
+  }
+  setAttentionBackendOrder(order);
+  return rates;
 }
 
 std::string human(double v, const char* unit) {
@@ -232,7 +243,8 @@ int main(int argc, char** argv) {
       std::puts("usage: wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
                 "                 [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]\n"
                 "                 [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]\n"
-                "                 [--offload model|sequential]  (also time the DiT step in that placement)");
+                "                 [--offload model|sequential]  (also time the DiT step in that placement)\n"
+                "                 [--sdpa-order cudnn,flash,efficient,math]  (the SDPA backends tried first; libtorch >= 2.6)");
       return 0;
     }
     BenchModel m = benchModel(args.get("model", "small"));
@@ -263,8 +275,23 @@ int main(int argc, char** argv) {
     const int64_t tokens = (latentFrames / pt) * (latentH / ph) * (latentW / pw);
     const int64_t elemBytes = static_cast<int64_t>(at::elementSize(dtype));
 
+    // --sdpa-order cudnn,flash: the backends at::scaled_dot_product_attention tries first (see
+    // models/attention.h); the default is libtorch's order.
+    std::vector<std::string> sdpaOrder;
+    bool sdpaOrderApplied = false;
+    if (args.has("sdpa-order")) {
+      std::stringstream list(args.get("sdpa-order"));
+      for (std::string name; std::getline(list, name, ',');)
+        if (!name.empty()) sdpaOrder.push_back(name);
+      sdpaOrderApplied = setAttentionBackendOrder(sdpaOrder);
+    }
+
     Rates rates;
-    if (skip.find(",rates,") == std::string::npos) rates = measureRates(device, dtype, m.dit.headDim, warmup, iters);
+    std::vector<std::pair<std::string, double>> attentionAtDitShape;
+    if (skip.find(",rates,") == std::string::npos) {
+      rates = measureRates(device, dtype, m.dit.headDim, warmup, iters);
+      attentionAtDitShape = attentionByBackend(device, dtype, m.dit.numHeads, tokens, m.dit.headDim, warmup, iters, sdpaOrder);
+    }
     PeakMemoryMeter meter(device);
 
     // ---- text encode
@@ -332,8 +359,10 @@ int main(int argc, char** argv) {
         offloadMatches = at::equal(model.forward(latents, timestep, cond), resident);
         if (swap) model.release();
       }
-      if (device.is_cuda())
-        sdpaAtShape = sdpaBackendName(at::empty({1, m.dit.numHeads, tokens, m.dit.headDim}, at::TensorOptions().device(device).dtype(dtype)));
+      if (device.is_cuda()) {
+        const at::Tensor q = at::empty({1, m.dit.numHeads, tokens, m.dit.headDim}, at::TensorOptions().device(device).dtype(dtype));
+        sdpaAtShape = attentionBackendFor(q, q, q);
+      }
     }
 
     // ---- VAE decode of random latents of the run's shape, untiled when it fits, and tiled
@@ -386,6 +415,12 @@ int main(int argc, char** argv) {
         j.add("rates", r);
       }
       j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
+      std::string orderText;
+      for (const auto& name : sdpaOrder) orderText += (orderText.empty() ? "" : ",") + name;
+      j.add("sdpa_order", orderText.empty() ? std::string("default") : orderText).add("sdpa_order_applied", sdpaOrderApplied);
+      JsonObject byBackend;
+      for (const auto& [name, rate] : attentionAtDitShape) byBackend.add(name, rate / 1e12);
+      j.add("attention_tflops_at_dit_shape", byBackend);
       if (haveText) j.add("text_encode", text.json());
       if (haveDit) j.add("dit_step", dit.json());
       if (haveDit && offload != "none") j.add("dit_step_offload", ditOffload.json().add("offload", offload).add("matches_resident", offloadMatches));
@@ -449,6 +484,12 @@ int main(int argc, char** argv) {
     std::printf("  end to end (text + %lld steps + decode%s): %.4g s\n", static_cast<long long>(m.steps),
                 haveVae ? (vaeUntiled.ran ? ", untiled" : ", tiled") : " not measured", endToEnd);
     if (device.is_cuda()) std::printf("  SDPA backend at the DiT's self-attention shape: %s\n", sdpaAtShape.c_str());
+    if (!attentionAtDitShape.empty()) {
+      std::printf("  self-attention at the DiT's shape, each backend first in turn:");
+      for (const auto& [name, rate] : attentionAtDitShape)
+        std::printf(" %s %s", name.c_str(), std::isnan(rate) ? "(does not take it)" : human(rate / 1e12, "TFLOP/s").c_str());
+      std::printf("\n");
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wan_bench: %s\n", e.what());
