@@ -12,11 +12,13 @@
 #   call 3: bench/device/run.sh bench-sdpa offload report
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
-# default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc).
+# default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc),
+# BUILD_TARGETS (default: all; scripts/simulate-cuda-build.sh builds only the static libraries),
+# WAN_DEVICE_WORK (default build-device/).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-WORK="$ROOT/build-device"
+WORK="${WAN_DEVICE_WORK:-$ROOT/build-device}"
 RESULTS="$WORK/results"
 OUT="${OUT:-$WORK/out}"
 PYTHON="${PYTHON:-python3}"
@@ -96,7 +98,9 @@ phase_build() {
     tail -20 "$RESULTS/build.log"; fail "libtorch without CUDA (is the pip torch a +cu build?)"
   fi
   log "build -j$JOBS"
-  cmake --build "$WORK/build" -j "$JOBS" >>"$RESULTS/build.log" 2>&1 || { grep -E "error" "$RESULTS/build.log" | head -30; fail "build"; }
+  local targets=()
+  [[ -n "${BUILD_TARGETS:-}" ]] && targets=(--target $BUILD_TARGETS)
+  cmake --build "$WORK/build" -j "$JOBS" "${targets[@]}" >>"$RESULTS/build.log" 2>&1 || { grep -E "error" "$RESULTS/build.log" | head -30; fail "build"; }
   ls -la "$BIN" | grep -E "wan_(bench|run)|\.node" || true
 }
 
