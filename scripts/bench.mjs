@@ -118,6 +118,8 @@ async function main() {
     return;
   }
 
+  if (!existsSync(path.join(deviceScripts, 'reference_bench.py')))
+    fail(`--reference needs a clone of the wan-video repository: ${deviceScripts} is not in the npm package`, 2);
   checkReferencePython(opts.python);
   const out = opts.out ?? mkdtempSync(path.join(os.tmpdir(), 'wan-bench-'));
   mkdirSync(out, { recursive: true });
