@@ -180,10 +180,13 @@ def load_diffusers(cls, folder, dtype, device):
 
     with torch.device(device):
         model = cls.from_config(cls.load_config(folder))
+    # The checkpoint is read into host memory: at the full A14B expert, the float32 build (57 GB)
+    # and the checkpoint (28.6 GB) would not both fit an 80 GB H100.
     state = {}
     for path in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
-        state.update(load_file(path, device=str(device)))
+        state.update(load_file(path, device="cpu"))
     model.load_state_dict(state, strict=True)
+    del state
     keep = list(cls._keep_in_fp32_modules or [])
     for name, param in model.named_parameters():
         if not any(k in name.split(".") for k in keep):

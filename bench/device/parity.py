@@ -111,7 +111,7 @@ def dit_parity(name, args, work):
     outputs = reference_outputs(run_reference, dtype, device)
     ours, info = run_ours(args, "dit", folder, inputs, os.path.join(work, f"dit-{name}-ours.safetensors"), args.dtype, "sample")
     record = {"check": "dit", "model": name, "layers": cfg["num_layers"], "size": [width, height, frames], "tokens": seq,
-              "dtype": args.dtype, "device": device, "ours_seconds": info.get("seconds")}
+              "dtype": args.dtype, "device": device, "ours_seconds": info.get("seconds"), "ours_load_seconds": info.get("load_seconds")}
     return record_comparison(record, ours, outputs, dtype, args, folder)
 
 
@@ -141,7 +141,7 @@ def umt5_parity(size, args, work):
     ours, info = run_ours(args, "umt5", folder, inputs, os.path.join(work, f"umt5-{size}-ours.safetensors"), args.dtype,
                           "last_hidden_state")
     record = {"check": "umt5", "size": size, "layers": cfg["num_layers"], "dtype": args.dtype, "device": device,
-              "real_tokens": real, "ours_seconds": info.get("seconds")}
+              "real_tokens": real, "ours_seconds": info.get("seconds"), "ours_load_seconds": info.get("load_seconds")}
     # The pipeline keeps only the real tokens (rows past the prompt are zeroed), so compare those.
     real_rows = {k: v[:, :real] for k, v in outputs.items()}
     return record_comparison(record, ours[:, :real], real_rows, dtype, args, folder)
@@ -173,7 +173,7 @@ def vae_parity(name, args, work):
     ours, info = run_ours(args, "vae-decode", folder, inputs, os.path.join(work, f"vae-{name}-ours.safetensors"), args.vae_dtype,
                           "sample")
     record = {"check": "vae_decode", "model": name, "layers": f"base_dim {cfg['base_dim']}", "size": [width, height, frames],
-              "latent_shape": list(shape), "dtype": args.vae_dtype, "device": device, "ours_seconds": info.get("seconds")}
+              "latent_shape": list(shape), "dtype": args.vae_dtype, "device": device, "ours_seconds": info.get("seconds"), "ours_load_seconds": info.get("load_seconds")}
     if tuple(ours.shape) != tuple(outputs[dtype].shape):
         record.update({"pass": False, "error": f"shape {list(ours.shape)} vs reference {list(outputs[dtype].shape)}"})
         emit(record, os.path.join(args.out, "parity.jsonl"))

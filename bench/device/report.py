@@ -26,7 +26,10 @@ def gib(v):
 def main():
     out = sys.argv[1]
     rows = []
+    parity = {}
     for r in read_lines(os.path.join(out, "parity.jsonl")):
+        parity[(r["check"], r.get("model", r.get("size")), str(r.get("layers")), r.get("dtype"))] = r
+    for r in parity.values():
         c = r.get("ours_vs_ref") or {}  # absent when the shapes differed (r["error"] says how)
         fp32 = r.get("ours_vs_ref_fp32", {})
         ref_fp32 = r.get("ref_vs_ref_fp32", {})
@@ -34,8 +37,9 @@ def main():
             what = f"vae_decode {r['model']} ({r['layers']}, {'x'.join(map(str, r['size']))}, {r['dtype']})"
         else:
             what = f"{r['check']} {r.get('model', r.get('size'))} ({r['layers']} layers, {r['dtype']})"
+        load = f"; ours loads in {r['ours_load_seconds']:.3g} s" if r.get("ours_load_seconds") else ""
         rows.append(f"| parity {what} | cos {fmt(c.get('cosine'), '.6f')} | rel_l2 {fmt(c.get('rel_l2'), '.2e')} {r.get('error', '')}| vs fp32: ours {fmt(fp32.get('rel_l2'), '.2e')},"
-                    f" ref {fmt(ref_fp32.get('rel_l2'), '.2e')} | {'PASS' if r['pass'] else 'FAIL'} |")
+                    f" ref {fmt(ref_fp32.get('rel_l2'), '.2e')}{load} | {'PASS' if r['pass'] else 'FAIL'} |")
     for r in read_lines(os.path.join(out, "kernel.jsonl")):
         if "case" in r:
             rows.append(f"| kernel {r['case']} | rel {fmt(r.get('rel_error'), '.2e')} | cos {fmt(r.get('cosine'), '.7f')} | | {'PASS' if r['ok'] else 'FAIL'} |")

@@ -4,12 +4,13 @@
 # run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
 # persists between calls while the machine stays warm).
 #
-#   bench/device/run.sh [phase ...]     phases: build addon kernel parity bench-ti2v bench-a14b bench-sdpa offload report, or all
+#   bench/device/run.sh [phase ...]     phases: build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload report, or all
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
 #   call 1: bench/device/run.sh build addon kernel parity report
 #   call 2: bench/device/run.sh bench-ti2v bench-a14b report
 #   call 3: bench/device/run.sh bench-sdpa offload report
+#   call 4: bench/device/run.sh parity-full report
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
 # default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc),
@@ -130,6 +131,28 @@ phase_parity() {
   [[ ${PIPESTATUS[0]} -eq 0 ]] || log "parity: FAIL (see parity.stderr.log)"
 }
 
+# Parity at full depth (the "full A14B-expert and TI2V-5B configs"): 40 A14B blocks at
+# 832x480x81 (a 28.6 GB bf16 checkpoint; the float32 reference alone needs 57 GB of weights), 30
+# TI2V-5B blocks at 1280x704x121, all 24 umt5-xxl layers. Each side loads the saved checkpoint, so
+# the rows also carry our load time. Its own device call (~6-8 min); `parity` (2 blocks) comes first.
+phase_parity-full() {
+  local runs=() common=(--tool "$BIN/wan_run" --out "$RESULTS" --work "$WORK/parity-work" --vae none)
+  if [[ "$DEVICE" == cpu ]]; then
+    common+=(--device cpu --dtype float32)
+    runs=("--models small --layers 2 --umt5 small --text-layers 2")
+  else
+    common+=(--device cuda --dtype bfloat16)
+    runs=("--models a14b --layers 40 --size 832x480x81 --umt5 none" "--models ti2v5b --layers 30 --umt5 xxl --text-layers 24")
+  fi
+  local r
+  for r in "${runs[@]}"; do
+    log "parity-full ($r) -> parity.jsonl"
+    # shellcheck disable=SC2086  # $r is a list of options
+    "$PYTHON" "$ROOT/bench/device/parity.py" "${common[@]}" $r 2>>"$RESULTS/parity.stderr.log" | tee -a "$RESULTS/parity.log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || log "parity-full: FAIL ($r; see parity.stderr.log)"
+  done
+}
+
 # ours then the reference, one model and size: bench_pair MODEL WxHxF WARMUP ITERS
 bench_pair() {
   local model=$1 size=$2 warmup=$3 iters=$4
@@ -189,9 +212,9 @@ phase_report() {
 }
 
 phases=("$@")
-[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity bench-ti2v bench-a14b bench-sdpa offload report)
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload report)
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity bench-ti2v bench-a14b bench-sdpa offload report all)"
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload report all)"
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"

@@ -21,6 +21,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "core/device.h"
@@ -46,29 +47,32 @@ at::Tensor input(const TensorStore& store, const std::string& name) {
 
 int runDit(const Args& args, at::Device device, at::ScalarType dtype) {
   TensorStore in = TensorStore::openFile(args.required("inputs"));
-  auto model = WanTransformer::load(args.required("model"), dtype, device);
+  std::unique_ptr<WanTransformer> model;
+  const Timing load = timeCalls(device, 0, 1, [&] { model = WanTransformer::load(args.required("model"), dtype, device); });
   at::Tensor hidden = input(in, "hidden_states"), timestep = input(in, "timestep"), context = input(in, "encoder_hidden_states");
   at::Tensor out;
   Timing t = timeCalls(device, 0, 1, [&] { out = model->forward(hidden, timestep, context); });
   writeSafetensors(args.required("out"), {{"sample", out.to(at::kFloat)}});
-  std::cout << JsonObject().add("component", "dit").add("seconds", t.mean).add("parameters", model->parameterCount()).str() << std::endl;
+  std::cout << JsonObject().add("component", "dit").add("seconds", t.mean).add("load_seconds", load.mean).add("parameters", model->parameterCount()).str() << std::endl;
   return 0;
 }
 
 int runUmt5(const Args& args, at::Device device, at::ScalarType dtype) {
   TensorStore in = TensorStore::openFile(args.required("inputs"));
-  auto encoder = Umt5Encoder::load(args.required("model"), dtype, device);
+  std::unique_ptr<Umt5Encoder> encoder;
+  const Timing load = timeCalls(device, 0, 1, [&] { encoder = Umt5Encoder::load(args.required("model"), dtype, device); });
   at::Tensor ids = input(in, "input_ids"), mask = input(in, "attention_mask");
   at::Tensor out;
   Timing t = timeCalls(device, 0, 1, [&] { out = encoder->encode(ids.to(device), mask.to(device)); });
   writeSafetensors(args.required("out"), {{"last_hidden_state", out.to(at::kFloat)}});
-  std::cout << JsonObject().add("component", "umt5").add("seconds", t.mean).add("parameters", encoder->parameterCount()).str() << std::endl;
+  std::cout << JsonObject().add("component", "umt5").add("seconds", t.mean).add("load_seconds", load.mean).add("parameters", encoder->parameterCount()).str() << std::endl;
   return 0;
 }
 
 int runVaeDecode(const Args& args, at::Device device, at::ScalarType dtype) {
   TensorStore in = TensorStore::openFile(args.required("inputs"));
-  auto vae = WanVae::load(args.required("model"), dtype, device);
+  std::unique_ptr<WanVae> vae;
+  const Timing load = timeCalls(device, 0, 1, [&] { vae = WanVae::load(args.required("model"), dtype, device); });
   at::Tensor latents = input(in, args.get("latents-tensor", "latents"));
   TilingOptions tiling;
   tiling.mode = args.integer("tiled", 0) ? TilingOptions::Mode::On : TilingOptions::Mode::Off;
@@ -77,7 +81,7 @@ int runVaeDecode(const Args& args, at::Device device, at::ScalarType dtype) {
   at::Tensor out;
   Timing t = timeCalls(device, 0, 1, [&] { out = vae->decode(latents, tiling); });
   writeSafetensors(args.required("out"), {{"sample", out.to(at::kFloat)}});
-  std::cout << JsonObject().add("component", "vae-decode").add("version", vae->version()).add("tiled", tiles).add("seconds", t.mean)
+  std::cout << JsonObject().add("component", "vae-decode").add("version", vae->version()).add("tiled", tiles).add("seconds", t.mean).add("load_seconds", load.mean)
                    .add("parameters", vae->parameterCount()).str()
             << std::endl;
   return 0;
