@@ -110,6 +110,29 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     }
   });
 
+  it('--pipeline runs a whole generation with random weights in each offload mode and reports its peak', () => {
+    const index = path.join(FIXTURES, 't2v-a14b-tiny');
+    const runs: Record<string, any> = {};
+    for (const mode of ['none', 'model', 'sequential']) {
+      const p = spawnSync(path.join(binDir, 'wan_bench'), ['--pipeline', '--index', index, '--offload', mode, '--json'], { encoding: 'utf8' });
+      expect(p.status, p.stderr).toBe(0);
+      const r = JSON.parse(p.stdout.trim());
+      expect(r).toMatchObject({ tool: 'wan_bench', model: 'small', frames: 9, height: 128, width: 128 });
+      expect(r.pipeline).toMatchObject({ offload: mode, steps: 2, tiled_decode: false, video_frames: 9, video_finite: true });
+      for (const k of ['seconds', 'denoise_step_seconds_min', 'decode_seconds', 'peak_bytes', 'load_seconds']) expect(positiveFinite(r.pipeline[k]), k).toBe(true);
+      runs[mode] = r.pipeline;
+    }
+    // Between generations 'none' keeps both experts and the VAE on the device, 'model' nothing,
+    // 'sequential' the DiT's outer layers.
+    expect(runs.model.resident_weight_bytes).toBe(0);
+    expect(runs.sequential.resident_weight_bytes).toBeGreaterThan(0);
+    expect(runs.sequential.resident_weight_bytes).toBeLessThan(runs.none.resident_weight_bytes);
+
+    const noIndex = spawnSync(path.join(binDir, 'wan_bench'), ['--pipeline'], { encoding: 'utf8' });
+    expect(noIndex.status).toBe(1);
+    expect(noIndex.stderr).toContain('--index is required');
+  });
+
   it('names a bad model in its error and exits 1', () => {
     const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'huge'], { encoding: 'utf8' });
     expect(p.status).toBe(1);

@@ -1,6 +1,6 @@
 """Prints the short table of a device run: parity, kernel check, and our time vs the reference's.
 
-  python3 bench/device/report.py OUT_DIR        (reads parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl, offload.jsonl)
+  python3 bench/device/report.py OUT_DIR        (reads parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl, offload.jsonl, pipeline.jsonl)
 Also writes OUT_DIR/summary.md (the table in Markdown, for bench/RESULTS.md).
 """
 import json
@@ -93,6 +93,20 @@ def main():
         offload = ["| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |",
                    "|---|---|---|---|---|---|---|", *offload]
 
+    latest = {}
+    for o in read_lines(os.path.join(out, "pipeline.jsonl")):
+        p = o.get("pipeline") or {}
+        latest[(o["model"], o["width"], o["height"], o["frames"], p.get("offload"), p.get("tiled_decode"))] = o
+    pipeline = []
+    for o in latest.values():
+        p = o["pipeline"]
+        pipeline.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {p['offload']}{' + tiled decode' if p.get('tiled_decode') else ''} |"
+                        f" {fmt(p.get('denoise_step_seconds_min'), '.4g')} s | {fmt(p.get('decode_seconds'), '.4g')} s | {gib(p.get('peak_bytes'))} |"
+                        f" {gib(p.get('peak_allocated_bytes'))} | {fmt(p.get('load_seconds'), '.3g')} s | {'yes' if p.get('video_finite') else 'NO'} |")
+    if pipeline:
+        pipeline = ["| model / size | pipeline offload | step (CFG) | decode | peak (CUDA reserved; CPU RSS) | peak allocated | build | finite video |",
+                    "|---|---|---|---|---|---|---|---|", *pipeline]
+
     # Only the sections this run produced (npm run bench --reference has no parity or kernel rows).
     sections = []
     if rows:
@@ -102,6 +116,8 @@ def main():
                          "|---|---|---|---|---|---|---|---|---|", *bench])
     if offload:
         sections.append(offload)
+    if pipeline:
+        sections.append(pipeline)
     text = "\n\n".join("\n".join(s) for s in sections) if sections else "(no results)"
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text + "\n")

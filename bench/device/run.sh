@@ -4,13 +4,14 @@
 # run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
 # persists between calls while the machine stays warm).
 #
-#   bench/device/run.sh [phase ...]     phases: build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload report, or all
+#   bench/device/run.sh [phase ...]     phases: build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report, or all
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
 #   call 1: bench/device/run.sh build addon kernel parity report
 #   call 2: bench/device/run.sh bench-ti2v bench-a14b report
 #   call 3: bench/device/run.sh bench-sdpa offload report
-#   call 4: bench/device/run.sh parity-full report
+#   call 4: bench/device/run.sh pipeline report
+#   call 5: bench/device/run.sh parity-full report
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
 # default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc),
@@ -201,6 +202,27 @@ phase_bench-sdpa() {
     --sdpa-order "$order" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "bench-sdpa: FAILED"
 }
 
+# Whole generations through WanPipeline with random weights at the real sizes (wan_bench --pipeline,
+# 2 steps with CFG, then the decode): the peaks the issue's targets name, as the pipeline really
+# runs. A14B 720p with offload 'none' (both experts resident) and 'model'; TI2V-5B 720p with 'model'
+# and tiled decode. The index files come from the tiny fixtures of each family.
+phase_pipeline() {
+  local fixtures="$ROOT/test/fixtures/wan-tiny" runs=() r
+  if [[ "$DEVICE" == cpu ]]; then
+    runs=("--model small --index $fixtures/t2v-a14b-tiny --offload none" "--model small --index $fixtures/t2v-a14b-tiny --offload model")
+  else
+    runs=("--model a14b --index $fixtures/t2v-a14b-tiny --width 1280 --height 720 --frames 81 --offload none"
+          "--model a14b --index $fixtures/t2v-a14b-tiny --width 1280 --height 720 --frames 81 --offload model"
+          "--model ti2v5b --index $fixtures/ti2v-5b-tiny --width 1280 --height 704 --frames 121 --offload model --tiled-decode")
+  fi
+  for r in "${runs[@]}"; do
+    log "pipeline ($r) -> pipeline.jsonl"
+    # shellcheck disable=SC2086  # $r is a list of options
+    "$BIN/wan_bench" --pipeline $r --device "$DEVICE" --dtype "$DTYPE" --pipeline-steps 2 --json 2>>"$RESULTS/bench.stderr.log" \
+      | tee -a "$RESULTS/pipeline.jsonl" || log "pipeline: FAILED ($r)"
+  done
+}
+
 phase_report() {
   {
     echo "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
@@ -212,9 +234,9 @@ phase_report() {
 }
 
 phases=("$@")
-[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload report)
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report)
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload report all)"
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report all)"
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"

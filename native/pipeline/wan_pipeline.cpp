@@ -94,7 +94,12 @@ const TransformerConfig& WanPipeline::transformerConfig() const { return experts
 const VaeConfig& WanPipeline::vaeConfig() const { return vae_->config(); }
 int64_t WanPipeline::textDim() const { return transformerConfig().textDim; }
 
-std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const PipelineOptions& options, const RunContext& ctx) {
+ComponentBuilders ComponentBuilders::fromCheckpoints() {
+  return {&Umt5Encoder::load, &WanTransformer::load, &WanVae::load};
+}
+
+std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const PipelineOptions& options, const RunContext& ctx,
+                                               const ComponentBuilders& builders) {
   std::unique_ptr<WanPipeline> p(new WanPipeline());
   p->dir_ = dir;
   p->options_ = options;
@@ -127,16 +132,16 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
     if (options.offload == "sequential") expert.streamBlocks(options.device);
   };
   ctx.checkCancelled();
-  p->textEncoder_ = Umt5Encoder::load((root / "text_encoder").string(), options.dtype, at::kCPU);
+  p->textEncoder_ = builders.textEncoder((root / "text_encoder").string(), options.dtype, at::kCPU);
   loaded("text_encoder");
   ctx.checkCancelled();
-  auto high = WanTransformer::load((root / "transformer").string(), options.dtype, home);
+  auto high = builders.transformer((root / "transformer").string(), options.dtype, home);
   place(*high);
   loaded("transformer");
   std::unique_ptr<WanTransformer> low;
   if (p->index_.hasTransformer2) {
     ctx.checkCancelled();
-    low = WanTransformer::load((root / "transformer_2").string(), options.dtype, home);
+    low = builders.transformer((root / "transformer_2").string(), options.dtype, home);
     place(*low);
     loaded("transformer_2");
   }
@@ -144,7 +149,7 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   ctx.checkCancelled();
   // The VAE (0.5 GB Wan2.1, 2.8 GB Wan2.2 in float32): with offload, in host memory too, visiting
   // the device to encode the conditioning image and to decode.
-  p->vae_ = WanVae::load((root / "vae").string(), options.vaeDtype, home);
+  p->vae_ = builders.vae((root / "vae").string(), options.vaeDtype, home);
   loaded("vae");
 
   const TransformerConfig& tc = p->transformerConfig();

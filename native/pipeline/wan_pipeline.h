@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@ namespace wan {
 
 class ExpertPair;
 class Umt5Encoder;
+class WanTransformer;
 class WanVae;
 
 enum class ModelFamily { T2vA14b, I2vA14b, Ti2v5b };
@@ -62,9 +64,21 @@ struct GenerateResult {
   at::Tensor condition;                // I2V A14B: the 20 condition channels; TI2V I2V: latent condition
 };
 
+// How load() builds each component from its folder (text_encoder/, transformer/, transformer_2/,
+// vae/): by default from the checkpoint there. wan_bench --pipeline builds them with random weights
+// at the real sizes instead, to measure a whole generation's time and peak memory without a
+// checkpoint.
+struct ComponentBuilders {
+  std::function<std::unique_ptr<Umt5Encoder>(const std::string& dir, at::ScalarType, at::Device)> textEncoder;
+  std::function<std::unique_ptr<WanTransformer>(const std::string& dir, at::ScalarType, at::Device)> transformer;
+  std::function<std::unique_ptr<WanVae>(const std::string& dir, at::ScalarType, at::Device)> vae;
+  static ComponentBuilders fromCheckpoints();
+};
+
 class WanPipeline {
  public:
-  static std::unique_ptr<WanPipeline> load(const std::string& dir, const PipelineOptions& options, const RunContext& ctx);
+  static std::unique_ptr<WanPipeline> load(const std::string& dir, const PipelineOptions& options, const RunContext& ctx,
+                                           const ComponentBuilders& builders = ComponentBuilders::fromCheckpoints());
   ~WanPipeline();
 
   GenerateResult generate(const GenerateRequest& request, const RunContext& ctx);

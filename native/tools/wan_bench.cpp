@@ -4,6 +4,8 @@
 //             [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]
 //             [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]
 //             [--offload model|sequential] [--sdpa-order cudnn,flash,efficient,math]
+//   wan_bench --pipeline --index MODEL_DIR [--model ...] [--offload none|model|sequential]
+//             [--pipeline-steps 2] [--tiled-decode]      (see runPipeline)
 //
 // Measures a DiT step with classifier-free guidance (two batch-1 forwards), a text encode, a VAE
 // decode of the run's latents, the device's matrix and attention rates, and prints a table (or,
@@ -49,6 +51,7 @@
 #include "models/umt5_encoder.h"
 #include "models/wan_transformer.h"
 #include "models/wan_vae.h"
+#include "pipeline/wan_pipeline.h"
 #include "tool_support.h"
 
 using namespace wan;
@@ -191,6 +194,80 @@ std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device
   return rates;
 }
 
+// A whole generation through WanPipeline (--pipeline): the model folder's model_index.json and
+// scheduler config (--index, e.g. a tiny fixture of the same family) with every component built at
+// `m`'s real sizes from random weights, random prompt embeddings, `steps` denoise steps with CFG and
+// the decode. Measures what the per-component rows cannot: the peak of the pipeline as it really
+// runs in an offload mode (both A14B experts resident with 'none', one at a time with 'model'), and
+// the time per step and of the decode inside it. The text encoder is not run (prompt embeddings are
+// given; its time is the text_encode row), so it is built with one layer and a tiny vocabulary.
+JsonObject runPipeline(const BenchModel& m, const std::string& indexDir, at::Device device, at::ScalarType dtype,
+                       at::ScalarType vaeDtype, const std::string& offload, int64_t steps, bool tiledDecode) {
+  PipelineOptions options;
+  options.device = device, options.dtype = dtype, options.vaeDtype = vaeDtype, options.offload = offload;
+  ComponentBuilders builders;
+  builders.textEncoder = [&](const std::string&, at::ScalarType type, at::Device where) {
+    TextEncoderConfig text = m.text;
+    text.numLayers = 1, text.vocabSize = 256;
+    RandomWeights weights(1234, type, where);
+    return std::make_unique<Umt5Encoder>(text, weights);
+  };
+  builders.transformer = [&](const std::string&, at::ScalarType type, at::Device where) {
+    // Drawn on the compute device (seconds, not CPU minutes), then moved where the pipeline keeps it.
+    auto expert = std::make_unique<WanTransformer>(m.dit, *randomWeights(type, device));
+    if (where != device) expert->to(where);
+    return expert;
+  };
+  builders.vae = [&](const std::string&, at::ScalarType type, at::Device where) {
+    return std::make_unique<WanVae>(m.vae, *randomWeights(type, where));
+  };
+
+  PeakMemoryMeter meter(device);
+  std::vector<double> stepEndsMs;  // elapsed at each denoise step's end
+  double doneMs = NAN;
+  RunContext ctx(
+      [&](const ProgressEvent& e) {
+        if (e.stage == "denoise") stepEndsMs.push_back(e.elapsedMs);
+        if (e.stage == "done") doneMs = e.elapsedMs;
+      },
+      nullptr);
+  meter.reset();
+  const auto loadStart = std::chrono::steady_clock::now();
+  auto pipeline = WanPipeline::load(indexDir, options, RunContext(), builders);
+  synchronize(device);
+  const double loadSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loadStart).count();
+
+  GenerateRequest request;
+  auto f32 = at::TensorOptions().dtype(at::kFloat);
+  request.promptEmbeds = at::randn({1, 512, m.dit.textDim}, f32);
+  request.negativeEmbeds = at::randn({1, 512, m.dit.textDim}, f32);
+  request.width = m.width, request.height = m.height, request.numFrames = m.frames, request.steps = steps;
+  request.guidanceScale = 5.0;
+  request.tiledDecode = tiledDecode, request.autoTiledDecode = !tiledDecode;
+  const auto start = std::chrono::steady_clock::now();
+  GenerateResult result = pipeline->generate(request, ctx);
+  synchronize(device);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const PeakMemory peak = meter.read();
+
+  // Step i's time is the gap between progress events; the first step also pays warm-up.
+  std::vector<double> stepSeconds;
+  for (size_t i = 1; i < stepEndsMs.size(); ++i) stepSeconds.push_back((stepEndsMs[i] - stepEndsMs[i - 1]) / 1000);
+  const double stepMin = stepSeconds.empty() ? (stepEndsMs.empty() ? NAN : stepEndsMs[0] / 1000)
+                                             : *std::min_element(stepSeconds.begin(), stepSeconds.end());
+  JsonObject j;
+  j.add("offload", offload).add("steps", steps).add("tiled_decode", tiledDecode).add("load_seconds", loadSeconds);
+  j.add("seconds", seconds).add("denoise_step_seconds_min", stepMin);
+  // From the last step's end to the end: the expert's release, the VAE's visit and the decode.
+  j.add("decode_seconds", stepEndsMs.empty() ? NAN : (doneMs - stepEndsMs.back()) / 1000);
+  j.add("peak_bytes", peak.bytes).add("peak_kind", peak.kind);
+  if (peak.allocatedBytes) j.add("peak_allocated_bytes", peak.allocatedBytes);
+  j.add("resident_weight_bytes", pipeline->residentWeightBytes());
+  j.add("video_frames", result.video.defined() ? result.video.size(2) : int64_t{0});
+  j.add("video_finite", result.video.defined() && at::isfinite(result.video).all().item<bool>());
+  return j;
+}
+
 std::string human(double v, const char* unit) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.3g %s", v, unit);
@@ -238,13 +315,15 @@ struct VaeDecodeResult {
 
 int main(int argc, char** argv) {
   try {
-    Args args(argc, argv, {"json", "help"});
+    Args args(argc, argv, {"json", "help", "pipeline", "tiled-decode"});
     if (args.has("help")) {
       std::puts("usage: wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
                 "                 [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]\n"
                 "                 [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--json]\n"
                 "                 [--offload model|sequential]  (also time the DiT step in that placement)\n"
-                "                 [--sdpa-order cudnn,flash,efficient,math]  (the SDPA backends tried first; libtorch >= 2.6)");
+                "                 [--sdpa-order cudnn,flash,efficient,math]  (the SDPA backends tried first; libtorch >= 2.6)\n"
+                "       wan_bench --pipeline --index MODEL_DIR [--model ...] [--offload none|model|sequential]\n"
+                "                 [--pipeline-steps 2] [--tiled-decode]  (a whole generation with random weights: its peak)");
       return 0;
     }
     BenchModel m = benchModel(args.get("model", "small"));
@@ -266,6 +345,18 @@ int main(int argc, char** argv) {
       throw WanError(ErrorCode::BadArgument, "--offload must be none, model or sequential; got '" + offload + "'");
     c10::InferenceMode inference;
     at::manual_seed(0);
+
+    if (args.has("pipeline")) {
+      const bool tiled = args.has("tiled-decode");
+      JsonObject j = runPipeline(m, args.required("index"), device, dtype, vaeDtype, offload, args.integer("pipeline-steps", 2), tiled);
+      JsonObject out;
+      out.add("tool", "wan_bench").add("model", m.name).add("device", device.str()).add("dtype", dtypeToName(dtype));
+      out.add("torch", torchVersion()).add("frames", m.frames).add("height", m.height).add("width", m.width);
+      out.add("pipeline", j);
+      if (json) std::cout << out.str() << std::endl;
+      else std::printf("wan_bench --pipeline: %s\n", out.str().c_str());
+      return 0;
+    }
 
     const auto [pt, ph, pw] = m.dit.patchSize;
     const int64_t latentFrames = (m.frames - 1) / m.vaeTemporal + 1;
