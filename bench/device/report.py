@@ -15,6 +15,19 @@ def read_lines(path):
         return [json.loads(l) for l in f if l.startswith("{")]
 
 
+def latest(path, key):
+    """The JSON lines of `path`, the last one per key(line): results accumulate over device calls,
+    and a phase run again replaces its earlier rows."""
+    rows = {}
+    for r in read_lines(path):
+        rows[key(r)] = r
+    return list(rows.values())
+
+
+def size_of(r):
+    return (r["model"], r["width"], r["height"], r["frames"])
+
+
 def fmt(v, spec=".3g"):
     return "-" if v is None else format(v, spec)
 
@@ -26,10 +39,7 @@ def gib(v):
 def main():
     out = sys.argv[1]
     rows = []
-    parity = {}
-    for r in read_lines(os.path.join(out, "parity.jsonl")):
-        parity[(r["check"], r.get("model", r.get("size")), str(r.get("layers")), r.get("dtype"))] = r
-    for r in parity.values():
+    for r in latest(os.path.join(out, "parity.jsonl"), lambda r: (r["check"], str(r.get("model", r.get("size"))), str(r.get("layers")), r.get("dtype"))):
         c = r.get("ours_vs_ref") or {}  # absent when the shapes differed (r["error"] says how)
         fp32 = r.get("ours_vs_ref_fp32", {})
         ref_fp32 = r.get("ref_vs_ref_fp32", {})
@@ -49,11 +59,7 @@ def main():
 
     refs = {(r["model"], r["width"], r["height"], r["frames"]): r for r in read_lines(os.path.join(out, "reference.jsonl"))}
     bench = []
-    # Results accumulate over device calls; a phase run again replaces its earlier rows.
-    latest = {}
-    for o in read_lines(os.path.join(out, "ours.jsonl")):
-        latest[(o["model"], o["width"], o["height"], o["frames"], o.get("sdpa_order", "default"))] = o
-    for o in latest.values():
+    for o in latest(os.path.join(out, "ours.jsonl"), lambda o: (*size_of(o), o.get("sdpa_order", "default"))):
         key = (o["model"], o["width"], o["height"], o["frames"])
         ref = refs.get(key, {})
         order = o.get("sdpa_order", "default")
@@ -81,10 +87,7 @@ def main():
             bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | self-attention TFLOP/s per SDPA backend | {each} | | | | | | |")
 
     offload = []
-    latest = {}
-    for o in read_lines(os.path.join(out, "offload.jsonl")):
-        latest[(o["model"], o["width"], o["height"], o["frames"], (o.get("dit_step_offload") or {}).get("offload"))] = o
-    for o in latest.values():
+    for o in latest(os.path.join(out, "offload.jsonl"), lambda o: (*size_of(o), (o.get("dit_step_offload") or {}).get("offload"))):
         resident, placed = o.get("dit_step") or {}, o.get("dit_step_offload") or {}
         offload.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {placed.get('offload', '?')} | {fmt(resident.get('seconds_min'), '.4g')} s |"
                        f" {fmt(placed.get('seconds_min'), '.4g')} s | {gib(resident.get('peak_bytes'))} | {gib(placed.get('peak_bytes'))} |"
@@ -93,12 +96,8 @@ def main():
         offload = ["| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |",
                    "|---|---|---|---|---|---|---|", *offload]
 
-    latest = {}
-    for o in read_lines(os.path.join(out, "pipeline.jsonl")):
-        p = o.get("pipeline") or {}
-        latest[(o["model"], o["width"], o["height"], o["frames"], p.get("offload"), p.get("tiled_decode"))] = o
     pipeline = []
-    for o in latest.values():
+    for o in latest(os.path.join(out, "pipeline.jsonl"), lambda o: (*size_of(o), o["pipeline"].get("offload"), o["pipeline"].get("tiled_decode"))):
         p = o["pipeline"]
         pipeline.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {p['offload']}{' + tiled decode' if p.get('tiled_decode') else ''} |"
                         f" {fmt(p.get('denoise_step_seconds_min'), '.4g')} s | {fmt(p.get('decode_seconds'), '.4g')} s | {gib(p.get('peak_bytes'))} |"
