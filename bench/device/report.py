@@ -28,6 +28,11 @@ def size_of(r):
     return (r["model"], r["width"], r["height"], r["frames"])
 
 
+def table(header, rows):
+    """A Markdown table (header, separator, rows), or nothing when there are no rows."""
+    return [header, "|" + "---|" * (header.count("|") - 1), *rows] if rows else []
+
+
 def fmt(v, spec=".3g"):
     return "-" if v is None else format(v, spec)
 
@@ -92,9 +97,6 @@ def main():
         offload.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {placed.get('offload', '?')} | {fmt(resident.get('seconds_min'), '.4g')} s |"
                        f" {fmt(placed.get('seconds_min'), '.4g')} s | {gib(resident.get('peak_bytes'))} | {gib(placed.get('peak_bytes'))} |"
                        f" {'bit-identical' if placed.get('matches_resident') else 'DIFFERS'} |")
-    if offload:
-        offload = ["| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |",
-                   "|---|---|---|---|---|---|---|", *offload]
 
     pipeline = []
     for o in latest(os.path.join(out, "pipeline.jsonl"), lambda o: (*size_of(o), o["pipeline"].get("offload"), o["pipeline"].get("tiled_decode"))):
@@ -102,21 +104,14 @@ def main():
         pipeline.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {p['offload']}{' + tiled decode' if p.get('tiled_decode') else ''} |"
                         f" {fmt(p.get('denoise_step_seconds_min'), '.4g')} s | {fmt(p.get('decode_seconds'), '.4g')} s | {gib(p.get('peak_bytes'))} |"
                         f" {gib(p.get('peak_allocated_bytes'))} | {fmt(p.get('load_seconds'), '.3g')} s | {'yes' if p.get('video_finite') else 'NO'} |")
-    if pipeline:
-        pipeline = ["| model / size | pipeline offload | step (CFG) | decode | peak (CUDA reserved; CPU RSS) | peak allocated | build | finite video |",
-                    "|---|---|---|---|---|---|---|---|", *pipeline]
 
     # Only the sections this run produced (npm run bench --reference has no parity or kernel rows).
-    sections = []
-    if rows:
-        sections.append(["| check | result | detail | detail | verdict |", "|---|---|---|---|---|", *rows])
-    if bench:
-        sections.append(["| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |",
-                         "|---|---|---|---|---|---|---|---|---|", *bench])
-    if offload:
-        sections.append(offload)
-    if pipeline:
-        sections.append(pipeline)
+    sections = [t for t in (
+        table("| check | result | detail | detail | verdict |", rows),
+        table("| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |", bench),
+        table("| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |", offload),
+        table("| model / size | pipeline offload | step (CFG) | decode | peak (CUDA reserved; CPU RSS) | peak allocated | build | finite video |", pipeline),
+    ) if t]
     text = "\n\n".join("\n".join(s) for s in sections) if sections else "(no results)"
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text + "\n")
