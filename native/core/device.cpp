@@ -6,6 +6,10 @@
 
 #include <thread>
 
+#ifdef WAN_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "errors.h"
 
 namespace wan {
@@ -13,6 +17,14 @@ namespace wan {
 int cudaDeviceCount() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
 
 bool cudaAvailable() { return cudaDeviceCount() > 0; }
+
+void releaseCachedDeviceMemory(at::Device device) {
+#ifdef WAN_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)device;
+#endif
+}
 
 at::Device parseDevice(const std::string& name, const std::string& option) {
   if (name == "cpu") return at::Device(at::kCPU);

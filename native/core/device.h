@@ -16,6 +16,11 @@ std::string dtypeToName(at::ScalarType t);
 bool cudaAvailable();
 int cudaDeviceCount();
 
+// Hands the CUDA caching allocator's unused blocks back to the driver (no-op on the CPU). The
+// offload modes upload weights on a side stream, and cached blocks of one stream are not reused by
+// another: without this, a dropped expert's 28.6 GB would stay reserved through the decode.
+void releaseCachedDeviceMemory(at::Device device);
+
 // Sets libtorch's intra-op threads from the machine's cores (Debian's libtorch defaults to one).
 void configureThreads();
 

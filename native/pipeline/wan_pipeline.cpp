@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "core/device.h"
 #include "core/errors.h"
 #include "core/rng.h"
 #include "core/tensor_io.h"
@@ -354,6 +355,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     ctx.progress(e);
   }
   activeExpert.release();  // 'model': the decode runs without an expert on the device
+  if (options_.offload != "none") releaseCachedDeviceMemory(device);  // ...nor its cached blocks
   if (ti2vImage) latents = (1 - firstFrameMask) * condition + firstFrameMask * latents;
   out.latents = latents;
   if (r.recordSteps && steps > 0) {
