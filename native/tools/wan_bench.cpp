@@ -173,7 +173,8 @@ Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int
 
 // Self-attention at the DiT's shape with each fused backend put first in turn (the order given by
 // --sdpa-order is put back after): TFLOP/s of each backend that takes the input, NaN (JSON null)
-// for one the input falls through. Empty where libtorch cannot order its backends (< 2.6). Math is
+// for one the input falls through or that fails on it (its error goes to stderr). Empty where
+// libtorch cannot order its backends (< 2.6). Math is
 // left out: never the fast one, and at 720p its score matrix alone would not fit.
 std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device, at::ScalarType dtype, int64_t heads, int64_t tokens,
                                                                int64_t headDim, int warmup, int iters,
@@ -187,8 +188,13 @@ std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device
       rates.emplace_back(name, NAN);
       continue;
     }
-    Timing t = timeCalls(device, warmup, std::max(iters, 1), [&] { (void)wan::attention(q, k, v); });
-    rates.emplace_back(name, 4.0 * heads * tokens * tokens * headDim / t.min);
+    try {
+      Timing t = timeCalls(device, warmup, std::max(iters, 1), [&] { (void)wan::attention(q, k, v); });
+      rates.emplace_back(name, 4.0 * heads * tokens * tokens * headDim / t.min);
+    } catch (const std::exception& e) {  // chosen but failed (a kernel's own limits): the others still count
+      std::fprintf(stderr, "wan_bench: %s at the DiT shape failed: %s\n", name.c_str(), e.what());
+      rates.emplace_back(name, NAN);
+    }
   }
   setAttentionBackendOrder(order);
   return rates;
