@@ -235,6 +235,12 @@ phase_report() {
 
 phases=("$@")
 [[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report)
+# A call that lands on a fresh machine (the last one went idle and was given back) has no build:
+# make one first instead of failing every phase.
+if [[ " ${phases[*]} " != *" build "* && ! -x "$BIN/wan_bench" ]]; then
+  log "no build in $WORK (a fresh machine?): building first"
+  phases=(build "${phases[@]}")
+fi
 for p in "${phases[@]}"; do
   declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report all)"
   start=$SECONDS
