@@ -47,12 +47,8 @@ std::once_flag environmentOrderOnce;
 void applyEnvironmentOrder() {
   const char* env = std::getenv("WAN_SDPA_ORDER");
   if (env == nullptr || *env == '\0' || orderWasSet) return;
-  std::vector<std::string> names;
-  std::stringstream list(env);
-  for (std::string name; std::getline(list, name, ',');)
-    if (!name.empty()) names.push_back(name);
   try {
-    setAttentionBackendOrder(names);
+    setAttentionBackendOrder(std::string(env));
   } catch (const WanError& e) {
     throwBadArgument(std::string("WAN_SDPA_ORDER: ") + e.what());
   }
@@ -80,6 +76,14 @@ bool setAttentionBackendOrder(const std::vector<std::string>& preferred) {
 #else
   return false;
 #endif
+}
+
+bool setAttentionBackendOrder(const std::string& commaList) {
+  std::vector<std::string> names;
+  std::stringstream list(commaList);
+  for (std::string name; std::getline(list, name, ',');)
+    if (!name.empty()) names.push_back(name);
+  return setAttentionBackendOrder(names);
 }
 
 std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {

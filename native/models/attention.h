@@ -24,6 +24,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // are ERR_WAN_BAD_ARGUMENT. The environment variable WAN_SDPA_ORDER (e.g. "cudnn,flash") is
 // applied this way on the first attention() call, unless an order was set before.
 bool setAttentionBackendOrder(const std::vector<std::string>& preferred);
+// The same from a comma-separated list ("cudnn,flash"), as WAN_SDPA_ORDER and wan_bench take it.
+bool setAttentionBackendOrder(const std::string& commaList);
 
 // The backend at::scaled_dot_product_attention picks for these inputs under the current order
 // ("chunked_fallback" with libtorch 1.x, which has no SDPA).

@@ -178,12 +178,12 @@ Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int
 // left out: never the fast one, and at 720p its score matrix alone would not fit.
 std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device, at::ScalarType dtype, int64_t heads, int64_t tokens,
                                                                int64_t headDim, int warmup, int iters,
-                                                               const std::vector<std::string>& order) {
+                                                               const std::string& order) {
   std::vector<std::pair<std::string, double>> rates;
   auto opts = at::TensorOptions().device(device).dtype(dtype);
   at::Tensor q = at::randn({1, heads, tokens, headDim}, opts), k = at::randn_like(q), v = at::randn_like(q);
   for (const std::string name : {"cudnn_attention", "flash_attention", "efficient_attention"}) {
-    if (!setAttentionBackendOrder({name})) break;
+    if (!setAttentionBackendOrder(name)) break;
     if (attentionBackendFor(q, k, v) != name) {
       rates.emplace_back(name, NAN);
       continue;
@@ -376,14 +376,8 @@ int main(int argc, char** argv) {
 
     // --sdpa-order cudnn,flash: the backends at::scaled_dot_product_attention tries first (see
     // models/attention.h); the default is libtorch's order.
-    std::vector<std::string> sdpaOrder;
-    bool sdpaOrderApplied = false;
-    if (args.has("sdpa-order")) {
-      std::stringstream list(args.get("sdpa-order"));
-      for (std::string name; std::getline(list, name, ',');)
-        if (!name.empty()) sdpaOrder.push_back(name);
-      sdpaOrderApplied = setAttentionBackendOrder(sdpaOrder);
-    }
+    const std::string sdpaOrder = args.get("sdpa-order");
+    const bool sdpaOrderApplied = !sdpaOrder.empty() && setAttentionBackendOrder(sdpaOrder);
 
     Rates rates;
     std::vector<std::pair<std::string, double>> attentionAtDitShape;
@@ -514,9 +508,7 @@ int main(int argc, char** argv) {
         j.add("rates", r);
       }
       j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
-      std::string orderText;
-      for (const auto& name : sdpaOrder) orderText += (orderText.empty() ? "" : ",") + name;
-      j.add("sdpa_order", orderText.empty() ? std::string("default") : orderText).add("sdpa_order_applied", sdpaOrderApplied);
+      j.add("sdpa_order", sdpaOrder.empty() ? std::string("default") : sdpaOrder).add("sdpa_order_applied", sdpaOrderApplied);
       JsonObject byBackend;
       for (const auto& [name, rate] : attentionAtDitShape) byBackend.add(name, rate / 1e12);
       j.add("attention_tflops_at_dit_shape", byBackend);
