@@ -361,8 +361,7 @@ int main(int argc, char** argv) {
       out.add("tool", "wan_bench").add("model", m.name).add("device", device.str()).add("dtype", dtypeToName(dtype));
       out.add("torch", torchVersion()).add("frames", m.frames).add("height", m.height).add("width", m.width);
       out.add("pipeline", j);
-      if (json) std::cout << out.str() << std::endl;
-      else std::printf("wan_bench --pipeline: %s\n", out.str().c_str());
+      std::cout << out.str() << std::endl;  // one JSON line, with or without --json
       return 0;
     }
 
