@@ -228,6 +228,10 @@ export interface NativeBinding {
   _testThrow(kind: 'c10' | 'bad_alloc' | 'oom' | 'bad_argument' | 'runtime'): Promise<void>;
   /** Test hook: attention of q [B,H,Sq,D], k/v [B,H,Sk,D] by the chunked fallback (blocks of queryChunk queries), by the fallback in one block, and by the attention() entry point (SDPA on libtorch >= 2). */
   _testAttention(q: TensorData, k: TensorData, v: TensorData, queryChunk: number): { chunked: TensorData; unchunked: TensorData; dispatched: TensorData };
+  /** Test hook: the order libtorch tries its SDPA backends in ([] where it cannot be ordered, libtorch < 2.6), after
+   *  setting `preferred` (a comma list, '' = libtorch's own) and, with `libtorchOrder`, after libtorch replaced its
+   *  list itself (as a CUDA libtorch's first SDPA call does) and ours was put back. */
+  _testAttentionOrder(preferred?: string, libtorchOrder?: string): string[];
   /** Test hook: the device/dtype option parsing of every loader (throws ERR_WAN_BAD_ARGUMENT / ERR_WAN_NO_CUDA). */
   _testParseDevice(device: string, dtype?: string): { device: string; dtype: string };
 

@@ -280,3 +280,38 @@ describe('attention', () => {
     }
   });
 });
+
+describe('SDPA backend order (WAN_SDPA_ORDER, wan_bench --sdpa-order)', () => {
+  const names = ['cudnn_attention', 'efficient_attention', 'flash_attention', 'math'];
+
+  it("puts the asked-for backends first, keeps them over libtorch's own first CUDA choice, and '' goes back to libtorch's order", () => {
+    const n = native();
+    const [major, minor] = n.runtimeInfo().libtorchVersion.split('.').map(Number);
+    const own = n._testAttentionOrder();
+    if (major < 2 || (major === 2 && minor < 6)) {
+      // No order to set (1.13: no SDPA at all): asking changes nothing, and a bad name is still an error.
+      expect(own).toEqual([]);
+      expect(n._testAttentionOrder('cudnn,flash')).toEqual([]);
+    } else {
+      expect([...own].sort()).toEqual(names);
+      const rest = (first: string[], order: string[]) => [...first, ...order.filter((b) => !first.includes(b))];
+      expect(n._testAttentionOrder('efficient,math')).toEqual(rest(['efficient_attention', 'math'], own));
+      expect(n._testAttentionOrder('cudnn_attention,cudnn,flash')).toEqual(rest(['cudnn_attention', 'flash_attention'], own));
+      // A CUDA libtorch >= 2.10 puts cuDNN first on its first CUDA SDPA call over whatever was set:
+      // ours goes back on top, the rest now in libtorch's new order.
+      const cudaDefault = ['cudnn_attention', 'math', 'flash_attention', 'efficient_attention'];
+      expect(n._testAttentionOrder('efficient', cudaDefault.join(','))).toEqual(rest(['efficient_attention'], cudaDefault));
+      expect(n._testAttentionOrder('')).toEqual(cudaDefault);
+      expect(n._testAttentionOrder('', own.join(','))).toEqual(own);
+    }
+    let err: (Error & { code?: string }) | undefined;
+    try {
+      n._testAttentionOrder('flash,fastest');
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect(err?.message).toContain("unknown attention backend 'fastest' (math, flash, efficient or cudnn)");
+    expect(n._testAttentionOrder()).toEqual(own);
+  });
+});

@@ -43,6 +43,17 @@ Napi::Error MakeError(Napi::Env env, ErrorCode code, const std::string& message)
 // Runs `fn` and turns any exception into (code, message).
 bool CaptureErrors(const std::function<void()>& fn, ErrorCode* code, std::string* message);
 
+// Runs a synchronous entry point's body, turning engine exceptions into coded JS errors (only
+// Napi::Error crosses node-addon-api's callback wrapper safely).
+template <typename Fn>
+auto Sync(Napi::Env env, Fn fn) -> decltype(fn()) {
+  decltype(fn()) result;
+  ErrorCode code;
+  std::string message;
+  if (!CaptureErrors([&] { result = fn(); }, &code, &message)) throw MakeError(env, code, message);
+  return result;
+}
+
 // A long call on its own thread (not libuv's pool of four, which fs and dns share, and whose
 // in-flight work would hold up a worker thread's teardown until it ended).
 class AsyncJob {

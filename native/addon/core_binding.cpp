@@ -29,17 +29,6 @@ namespace wan::addon {
 
 namespace {
 
-// Runs a synchronous entry point's body, turning engine exceptions into coded JS errors (only
-// Napi::Error crosses node-addon-api's callback wrapper safely).
-template <typename Fn>
-auto Sync(Napi::Env env, Fn fn) -> decltype(fn()) {
-  decltype(fn()) result;
-  ErrorCode code;
-  std::string message;
-  if (!CaptureErrors([&] { result = fn(); }, &code, &message)) throw MakeError(env, code, message);
-  return result;
-}
-
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);

@@ -1,6 +1,7 @@
 // loadTransformer(dir, { device, dtype }, token?) -> NativeTransformer wrapping a WanTransformer:
 // forward({ hiddenStates, timestep, encoderHiddenStates }, { debug }, token?) -> { output, debug? },
-// info(), dispose(). Also the test hook _testAttention (chunked attention fallback vs one block).
+// info(), dispose(). Also the test hooks _testAttention (chunked attention fallback vs one block)
+// and _testAttentionOrder (the SDPA backend order).
 #include <memory>
 
 #include "async_job.h"
@@ -81,12 +82,34 @@ Napi::Value TestAttention(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// _testAttentionOrder(preferred?, libtorchOrder?) -> the order libtorch tries its SDPA backends in
+// now. `preferred` (a comma list; '' = libtorch's own) is set when given; `libtorchOrder` replaces
+// libtorch's list behind our back, the way a CUDA libtorch's first SDPA call does, after which
+// ours is put back as attention() does.
+Napi::Value TestAttentionOrder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string preferred = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const std::string libtorchOrder = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  const std::vector<std::string> now = Sync(env, [&] {
+    if (info.Length() > 0 && info[0].IsString()) setAttentionBackendOrder(preferred);
+    if (!libtorchOrder.empty()) {
+      overrideLibtorchBackendOrderForTest(libtorchOrder);
+      reapplyAttentionBackendOrder();
+    }
+    return attentionBackendOrder();
+  });
+  Napi::Array order = Napi::Array::New(env);
+  for (const std::string& name : now) order.Set(order.Length(), name);
+  return order;
+}
+
 }  // namespace
 
 void RegisterTransformer(Napi::Env env, Napi::Object exports) {
   Transformer::Register(env);
   exports.Set("loadTransformer", Napi::Function::New(env, Transformer::Load, "loadTransformer"));
   exports.Set("_testAttention", Napi::Function::New(env, TestAttention, "_testAttention"));
+  exports.Set("_testAttentionOrder", Napi::Function::New(env, TestAttentionOrder, "_testAttentionOrder"));
 }
 
 }  // namespace wan::addon

@@ -40,13 +40,88 @@ std::string backendName(int64_t b) {
   }
 }
 
-std::atomic<bool> orderWasSet{false};
+// "cudnn,flash" -> {"cudnn", "flash"} (empty entries dropped).
+std::vector<std::string> splitNames(const std::string& commaList) {
+  std::vector<std::string> names;
+  std::stringstream list(commaList);
+  for (std::string name; std::getline(list, name, ',');)
+    if (!name.empty()) names.push_back(name);
+  return names;
+}
+
+// The order asked for (setAttentionBackendOrder, WAN_SDPA_ORDER), kept so it can be put back: a
+// CUDA libtorch >= 2.10 sets its own default on its first CUDA SDPA call (cuDNN first on sm90/sm100
+// with cuDNN > 9.15), over whatever order was set before that call.
+struct OrderState {
+  std::mutex mutex;
+  bool requested = false;            // an order was asked for (else libtorch's stays untouched)
+  std::vector<int64_t> preferred;    // the backends asked for, first to last
+  std::vector<int64_t> baseline;     // libtorch's own order, which the rest of ours follows
+  std::vector<int64_t> lastApplied;  // what we set last (a change behind our back = libtorch's default)
+  std::atomic<bool> cudaSettled{false};
+};
+
+OrderState& orderState() {
+  static OrderState state;
+  return state;
+}
+
 std::once_flag environmentOrderOnce;
+
+#if WAN_SDPA_ORDERABLE
+std::vector<int64_t> currentOrder() {
+  std::vector<int64_t> order;
+  for (const auto b : at::globalContext().sDPPriorityOrder()) order.push_back(static_cast<int64_t>(b));
+  return order;
+}
+#endif
+
+// Sets the preferred backends followed by the rest in libtorch's own order. Holds state.mutex.
+bool applyOrder(OrderState& state) {
+#if WAN_SDPA_ORDERABLE
+  if (!state.requested) return true;
+  const std::vector<int64_t> current = currentOrder();
+  if (state.baseline.empty() || current != state.lastApplied) state.baseline = current;
+  std::vector<int64_t> order = state.preferred;
+  for (const int64_t b : state.baseline)
+    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
+  at::globalContext().setSDPPriorityOrder(order);
+  state.lastApplied = currentOrder();
+  return true;
+#else
+  (void)state;
+  return false;
+#endif
+}
+
+// Before the first CUDA SDPA call: let libtorch choose its CUDA default now (a backend choice is
+// enough), then put the asked-for order back over it.
+void settleCudaOrder(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  OrderState& state = orderState();
+  if (!q.is_cuda() || state.cudaSettled) return;
+  std::lock_guard<std::mutex> lock(state.mutex);
+  if (state.cudaSettled) return;
+  try {
+    (void)at::_fused_sdp_choice(q, k, v);
+  } catch (const std::exception&) {
+    // No backend takes these inputs: the SDPA call itself reports it.
+  }
+  applyOrder(state);
+  state.cudaSettled = true;
+#else
+  (void)q, (void)k, (void)v;
+#endif
+}
 
 // WAN_SDPA_ORDER="cudnn,flash": applied on the first attention() unless code set an order first.
 void applyEnvironmentOrder() {
   const char* env = std::getenv("WAN_SDPA_ORDER");
-  if (env == nullptr || *env == '\0' || orderWasSet) return;
+  if (env == nullptr || *env == '\0') return;
+  {
+    std::lock_guard<std::mutex> lock(orderState().mutex);
+    if (orderState().requested) return;
+  }
   try {
     setAttentionBackendOrder(std::string(env));
   } catch (const WanError& e) {
@@ -62,32 +137,47 @@ bool setAttentionBackendOrder(const std::vector<std::string>& preferred) {
     const int64_t b = backendNumber(name);  // all names checked before anything changes
     if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
   }
-  orderWasSet = true;
-#if WAN_SDPA_ORDERABLE
-  // libtorch wants every backend exactly once: the rest follow in its default order, read before
-  // our first change.
-  static const auto defaults = at::globalContext().sDPPriorityOrder();
-  for (const auto b : defaults) {
-    const auto n = static_cast<int64_t>(b);
-    if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
-  }
-  at::globalContext().setSDPPriorityOrder(order);
-  return true;
-#else
-  return false;
-#endif
+  OrderState& state = orderState();
+  std::lock_guard<std::mutex> lock(state.mutex);
+  state.requested = true;
+  state.preferred = std::move(order);
+  return applyOrder(state);
 }
 
-bool setAttentionBackendOrder(const std::string& commaList) {
+bool setAttentionBackendOrder(const std::string& commaList) { return setAttentionBackendOrder(splitNames(commaList)); }
+
+std::vector<std::string> attentionBackendOrder() {
   std::vector<std::string> names;
-  std::stringstream list(commaList);
-  for (std::string name; std::getline(list, name, ',');)
-    if (!name.empty()) names.push_back(name);
-  return setAttentionBackendOrder(names);
+#if WAN_SDPA_ORDERABLE
+  std::lock_guard<std::mutex> lock(orderState().mutex);
+  for (const int64_t b : currentOrder())
+    if (b >= kMath && b <= kCudnn) names.push_back(backendName(b));
+#endif
+  return names;
+}
+
+void reapplyAttentionBackendOrder() {
+  OrderState& state = orderState();
+  std::lock_guard<std::mutex> lock(state.mutex);
+  applyOrder(state);
+}
+
+void overrideLibtorchBackendOrderForTest(const std::string& commaList) {
+#if WAN_SDPA_ORDERABLE
+  std::vector<int64_t> order;
+  for (const std::string& name : splitNames(commaList)) order.push_back(backendNumber(name));
+  std::lock_guard<std::mutex> lock(orderState().mutex);
+  for (const int64_t b : currentOrder())
+    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
+  at::globalContext().setSDPPriorityOrder(order);
+#else
+  (void)commaList;
+#endif
 }
 
 std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 #if TORCH_VERSION_MAJOR >= 2
+  settleCudaOrder(q, k, v);
   return backendName(at::_fused_sdp_choice(q, k, v));
 #else
   (void)q, (void)k, (void)v;
@@ -123,6 +213,7 @@ at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   std::call_once(environmentOrderOnce, applyEnvironmentOrder);
 #if TORCH_VERSION_MAJOR >= 2
+  settleCudaOrder(q, k, v);
   return at::scaled_dot_product_attention(q, k, v);
 #else
   return chunkedAttention(q, k, v);

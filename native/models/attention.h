@@ -18,14 +18,31 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // "cudnn_attention" (also "flash", "efficient", "cudnn").
 //
 // Puts `preferred` first, in that order, in the list at::scaled_dot_product_attention tries (the
-// rest follow in libtorch's default order; a backend that cannot take an input is skipped, as
-// always). Process-wide. Empty: libtorch's default order (flash, efficient, math, cudnn). Returns
-// false where libtorch cannot order its backends (< 2.6): its default order holds. Unknown names
-// are ERR_WAN_BAD_ARGUMENT. The environment variable WAN_SDPA_ORDER (e.g. "cudnn,flash") is
-// applied this way on the first attention() call, unless an order was set before.
+// rest follow in libtorch's own order; a backend that cannot take an input is skipped, as always).
+// Process-wide. Empty: libtorch's own order. Returns false where libtorch cannot order its backends
+// (< 2.6): its default order holds. Unknown names are ERR_WAN_BAD_ARGUMENT. The environment
+// variable WAN_SDPA_ORDER (e.g. "cudnn,flash") is applied this way on the first attention() call,
+// unless an order was set before.
+//
+// libtorch's own order: flash, efficient, math, cudnn; but a CUDA libtorch >= 2.10 replaces it on
+// its first CUDA SDPA call by cuDNN first where cuDNN > 9.15 runs on sm90/sm100 (unless
+// TORCH_CUDNN_SDPA_DEPRIORITIZED=1), over any order set before. attention() and
+// attentionBackendFor() therefore let libtorch make that choice before their first CUDA call and
+// then put the asked-for order back over it.
 bool setAttentionBackendOrder(const std::vector<std::string>& preferred);
 // The same from a comma-separated list ("cudnn,flash"), as WAN_SDPA_ORDER and wan_bench take it.
 bool setAttentionBackendOrder(const std::string& commaList);
+
+// The order libtorch tries its backends in now, by name (math, flash_attention,
+// efficient_attention, cudnn_attention); empty where libtorch cannot order them (< 2.6).
+std::vector<std::string> attentionBackendOrder();
+
+// Puts the asked-for order back after libtorch changed its list itself (what attention() does after
+// libtorch's first CUDA choice); the rest then follow libtorch's new order. Exposed for tests.
+void reapplyAttentionBackendOrder();
+// Tests: sets libtorch's list directly, bypassing the asked-for order, as libtorch's own first CUDA
+// choice does (the named backends first, the rest as they were). No-op where it cannot be ordered.
+void overrideLibtorchBackendOrderForTest(const std::string& commaList);
 
 // The backend at::scaled_dot_product_attention picks for these inputs under the current order
 // ("chunked_fallback" with libtorch 1.x, which has no SDPA).

@@ -457,6 +457,11 @@ int main(int argc, char** argv) {
       }
     }
 
+    // The order libtorch tried its SDPA backends in (after its own first CUDA choice, see attention.h).
+    std::string sdpaPriority;
+    for (const std::string& name : attentionBackendOrder()) sdpaPriority += (sdpaPriority.empty() ? "" : ",") + name;
+    if (sdpaPriority.empty()) sdpaPriority = "not orderable (libtorch < 2.6)";
+
     // ---- VAE decode of random latents of the run's shape, untiled when it fits, and tiled
     VaeDecodeResult vaeUntiled, vaeTiled;
     int64_t vaeWeightBytes = 0, vaeFreeBytes = 0;
@@ -508,6 +513,7 @@ int main(int argc, char** argv) {
       }
       j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
       j.add("sdpa_order", sdpaOrder.empty() ? std::string("default") : sdpaOrder).add("sdpa_order_applied", sdpaOrderApplied);
+      j.add("sdpa_priority", sdpaPriority);
       JsonObject byBackend;
       for (const auto& [name, rate] : attentionAtDitShape) byBackend.add(name, rate / 1e12);
       j.add("attention_tflops_at_dit_shape", byBackend);
@@ -573,7 +579,8 @@ int main(int argc, char** argv) {
     }
     std::printf("  end to end (text + %lld steps + decode%s): %.4g s\n", static_cast<long long>(m.steps),
                 haveVae ? (vaeUntiled.ran ? ", untiled" : ", tiled") : " not measured", endToEnd);
-    if (device.is_cuda()) std::printf("  SDPA backend at the DiT's self-attention shape: %s\n", sdpaAtShape.c_str());
+    if (device.is_cuda())
+      std::printf("  SDPA backend at the DiT's self-attention shape: %s (order tried: %s)\n", sdpaAtShape.c_str(), sdpaPriority.c_str());
     if (!attentionAtDitShape.empty()) {
       std::printf("  self-attention at the DiT's shape, each backend first in turn:");
       for (const auto& [name, rate] : attentionAtDitShape)
