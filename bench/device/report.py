@@ -85,7 +85,8 @@ def main():
                      f" {fmt(e2e_ref, '.4g')} s | | | | | |")
         rates = o.get("rates") or {}
         bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.3g')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.3g')} TFLOP/s"
-                     f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')}) | | | | | |")
+                     f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')},"
+                     f" order tried: {o.get('sdpa_priority', '-')}; reference: {(ref.get('dit_step') or {}).get('sdpa_backend', '-')}) | | | | | |")
         by_backend = o.get("attention_tflops_at_dit_shape") or {}
         if by_backend:
             each = ", ".join(f"{name} {fmt(v, '.3g')}" if v is not None else f"{name} does not take it" for name, v in by_backend.items())

@@ -195,8 +195,19 @@ phase_offload() {
 # rates phase of bench-a14b times each backend alone at the DiT shape; this times the whole step.
 # SDPA_ORDER (default cudnn,flash) is what to try.
 phase_bench-sdpa() {
-  local order="${SDPA_ORDER:-cudnn,flash}" model=a14b size=(--width 1280 --height 720 --frames 81)
+  local order="${SDPA_ORDER:-}" model=a14b size=(--width 1280 --height 720 --frames 81)
   [[ "$DEVICE" == cpu ]] && model=small size=() order="${SDPA_ORDER:-math}"
+  if [[ -z "$order" ]]; then
+    # The other of cuDNN and flash than the default run's (bench-a14b) first: a CUDA libtorch >= 2.10
+    # with cuDNN > 9.15 puts cuDNN first on sm90/sm100 itself (sdpa_priority in its JSON line).
+    local first
+    first="$("$PYTHON" -c 'import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [r for r in rows if r.get("model") == "a14b" and r.get("width") == 1280 and r.get("sdpa_order") == "default"]
+print(rows[-1].get("sdpa_priority", "").split(",")[0] if rows else "")' "$RESULTS/ours.jsonl" 2>/dev/null)"
+    if [[ "$first" == cudnn_attention ]]; then order=flash,cudnn; else order=cudnn,flash; fi
+    log "bench-sdpa: the default run tried ${first:-(no bench-a14b row)} first"
+  fi
   log "ours with --sdpa-order $order: $model -> ours.jsonl"
   "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 1 --iters 1 \
     --sdpa-order "$order" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "bench-sdpa: FAILED"
