@@ -220,6 +220,9 @@ export interface NativeBinding {
    * or model_index.json by kind) or the file itself. Throws ERR_WAN_BAD_CHECKPOINT naming file and field.
    */
   readModelConfig<K extends ModelConfigKind>(path: string, kind: K): ModelConfigByKind[K];
+  /** TF32 in float32 cuBLAS matmuls and cuDNN convolutions (Ampere and later), process-wide. Off for parity runs;
+   *  never called, libtorch's defaults hold (cuBLAS off, cuDNN on). No effect on the CPU. */
+  setAllowTF32(allow: boolean): void;
   /** torch.manual_seed(seed); torch.randn(shape, dtype=float32) on the CPU generator. */
   randn(seed: number, shape: number[]): TensorData;
   /** Test hook: a cancellable call of `steps` sleeps reporting progress; resolves to steps run. */

@@ -1,12 +1,17 @@
 // The parity runner: every case of every manifest.json under a folder in the wan-tiny fixture format,
-// run on the CPU in float32 through the native entry points, compared with the reference outputs
-// under the manifest's tolerance. Used by `wan-video parity DIR` and by the tests.
+// run in float32 through the native entry points (on the CPU, or a GPU with TF32 off), compared with
+// the reference outputs under the manifest's float32 tolerance. Used by `wan-video parity DIR`, by
+// the tests and by bench/device/run.sh (the GPU path: every component and whole generations in each
+// offload mode against the same golden outputs).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import type { TensorData } from '../binding.js';
+import type { Offload } from './types.js';
 import { type FixtureCase, loadCase, readManifest } from './fixtures.js';
+import { WanError } from './errors.js';
 import { native } from './native.js';
+import { runtimeInfo } from './runtime.js';
 import { headRows, maxRelError, toFloat64 } from './tensor.js';
 
 export interface ParityCheck {
@@ -17,6 +22,13 @@ export interface ParityCheck {
   tolerance: number;
   metric: 'rel' | 'abs' | 'exact';
   ok: boolean;
+}
+
+export interface ParityOptions {
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. On a GPU, TF32 is turned off for the whole process. */
+  device?: string;
+  /** Memory mode of the pipeline cases (default 'none'). */
+  offload?: Offload;
 }
 
 export interface ParityReport {
@@ -72,9 +84,10 @@ class CaseChecker {
   }
 }
 
-async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
+async function runCase(c: FixtureCase, options: Required<ParityOptions>): Promise<ParityCheck[]> {
   const check = new CaseChecker(c);
   const n = native();
+  const load = { device: options.device, dtype: 'float32' } as const;
   const p = c.json.params ?? {};
   switch (c.kind) {
     case 'randn': {
@@ -86,7 +99,7 @@ async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
     case 'transformer_forward': {
       const folders: string[] = p.model_folders ?? ['transformer'];
       for (const [i, folder] of folders.entries()) {
-        const model = await n.loadTransformer(path.join(c.modelDir, folder), { device: 'cpu', dtype: 'float32' });
+        const model = await n.loadTransformer(path.join(c.modelDir, folder), load);
         try {
           const { output } = await model.forward({
             hiddenStates: c.input('hidden_states'),
@@ -101,7 +114,7 @@ async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
       break;
     }
     case 'text_encoder': {
-      const enc = await n.loadTextEncoder(path.join(c.modelDir, 'text_encoder'), { device: 'cpu', dtype: 'float32' });
+      const enc = await n.loadTextEncoder(path.join(c.modelDir, 'text_encoder'), load);
       try {
         const r = await enc.encode(c.input('input_ids'), c.input('attention_mask'));
         check.rel('last_hidden_state', r.lastHiddenState, c.output('last_hidden_state'));
@@ -113,7 +126,7 @@ async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
       break;
     }
     case 'vae_encode': {
-      const vae = await n.loadVae(path.join(c.modelDir, 'vae'), { device: 'cpu', dtype: 'float32' });
+      const vae = await n.loadVae(path.join(c.modelDir, 'vae'), load);
       try {
         const r = await vae.encode(c.input('video'), { tiled: false });
         check.rel('latent_mean', r.mean, c.output('latent_mean'));
@@ -125,7 +138,7 @@ async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
       break;
     }
     case 'vae_decode': {
-      const vae = await n.loadVae(path.join(c.modelDir, 'vae'), { device: 'cpu', dtype: 'float32' });
+      const vae = await n.loadVae(path.join(c.modelDir, 'vae'), load);
       try {
         const r = await vae.decode(c.input('latents'), { tiled: false });
         check.rel('latents_denormalized', r.denormalized, c.output('latents_denormalized'));
@@ -147,7 +160,7 @@ async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
       break;
     }
     case 'pipeline': {
-      const pipe = await n.loadPipeline(c.modelDir, { device: 'cpu', dtype: 'float32', vaeDtype: 'float32' });
+      const pipe = await n.loadPipeline(c.modelDir, { ...load, vaeDtype: 'float32', offload: options.offload });
       try {
         const hasImage = c.json.inputs.image !== undefined;
         const r = await pipe.generate({
@@ -194,7 +207,18 @@ async function runCase(c: FixtureCase): Promise<ParityCheck[]> {
 }
 
 /** Runs every case under `dir`; `log` gets one line per check. */
-export async function runParity(dir: string, log: (line: string) => void = () => {}): Promise<ParityReport> {
+export async function runParity(dir: string, log: (line: string) => void = () => {}, options: ParityOptions = {}): Promise<ParityReport> {
+  const opts: Required<ParityOptions> = { device: options.device ?? 'cpu', offload: options.offload ?? 'none' };
+  if (opts.device !== 'cpu') {
+    // One clear error up front rather than one per case.
+    const name = opts.device === 'cuda' ? 'cuda:0' : opts.device;
+    const info = runtimeInfo();
+    if (!info.devices.some((d) => d.name === name)) {
+      const why = info.flavour === 'cuda' ? `${info.devices.length - 1} CUDA device(s) are visible` : `this build has no CUDA (libtorch ${info.libtorchVersion}, CPU)`;
+      throw new WanError('ERR_WAN_NO_CUDA', `parity on ${opts.device}: ${why}`);
+    }
+    native().setAllowTF32(false);
+  }
   const checks: ParityCheck[] = [];
   const failures: string[] = [];
   const roots = findManifests(path.resolve(dir));
@@ -207,7 +231,7 @@ export async function runParity(dir: string, log: (line: string) => void = () =>
       const label = `${entry.family}/${entry.case}`;
       try {
         const c = await loadCase(root, entry);
-        for (const r of await runCase(c)) {
+        for (const r of await runCase(c, opts)) {
           checks.push(r);
           const err = r.metric === 'exact' ? `${r.error} mismatches` : r.error.toExponential(2);
           const tol = r.metric === 'exact' ? 'exact' : `${r.metric} ${r.tolerance.toExponential(1)}`;
@@ -221,6 +245,6 @@ export async function runParity(dir: string, log: (line: string) => void = () =>
       }
     }
   }
-  log(`parity: ${checks.filter((c) => c.ok).length} passed, ${failures.length} failed`);
+  log(`parity (${opts.device}, float32, offload ${opts.offload}): ${checks.filter((c) => c.ok).length} passed, ${failures.length} failed`);
   return { checks, failures, ok: failures.length === 0 && checks.length > 0 };
 }

@@ -4,6 +4,8 @@
 #   .device/diffusers.tar.gz   diffusers' src/ from a mirror fetched with the search tool's `fetch`
 #                              (reference code for parity and the side-by-side benchmark; never committed)
 #   .device/napi/              node-api-headers and node-addon-api headers (to build the addon there)
+#   .device/dist/lib/          the built TypeScript: bench/device/fixture_parity.mjs runs its parity
+#                              runner there (the golden fixtures on the GPU), without node_modules
 # .device/ is git-ignored (.gitignore), so name it in the device tool's `carry`.
 #
 #   scripts/prepare-device.sh /work/.mirror/huggingface+diffusers/repo
@@ -31,6 +33,9 @@ echo "node $("$node_bin" --version)" >>.device/VERSIONS
 rm -rf .device/napi && mkdir -p .device/napi/node-api-headers .device/napi/node-addon-api
 cp -r node_modules/node-api-headers/include .device/napi/node-api-headers/
 cp node_modules/node-addon-api/*.h .device/napi/node-addon-api/
+
+npx tsc -p tsconfig.json
+rm -rf .device/dist && mkdir -p .device/dist && cp -r dist/lib .device/dist/
 
 du -sh .device/* | sed 's/^/prepare-device: /'
 total=$(du -sb .device | cut -f1)

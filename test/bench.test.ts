@@ -2,15 +2,16 @@
 // the small config runs in seconds; the JSON must carry every field with a positive finite value.
 // No timing assertions: numbers vary with the machine.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { native } from '../lib/native.js';
+import { native, nativePath } from '../lib/native.js';
 import { maxRelError } from '../lib/tensor.js';
+import { buildCli } from './helpers/cli.js';
 import { fixtureCase, FIXTURES } from './helpers/fixtures.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -244,5 +245,39 @@ describe('wan_run (the component runner of bench/device/parity.py)', () => {
     const m = spawnSync(path.join(binDir, 'wan_run'), ['dit', '--model', path.join(FIXTURES, 't2v-a14b-tiny', 'transformer'), '--out', path.join(tmp, 'x.safetensors')], { encoding: 'utf8' });
     expect(m.status).toBe(1);
     expect(m.stderr).toMatch(/--inputs is required/);
+  });
+});
+
+describe('bench/device/fixture_parity.mjs (the golden fixtures through the addon on the device)', () => {
+  const script = path.join(ROOT, 'bench', 'device', 'fixture_parity.mjs');
+  const run = (dist: string, device: string, offloads: string, out: string) =>
+    spawnSync(process.execPath, [script, dist, FIXTURES, device, offloads, out], { env: { ...process.env, WAN_VIDEO_ADDON: nativePath() }, encoding: 'utf8' });
+
+  it('runs from a copy of dist/lib with no node_modules in reach, one JSON line per offload mode', () => {
+    buildCli();
+    const dist = path.join(tmp, 'device-dist');
+    cpSync(path.join(ROOT, 'dist', 'lib'), path.join(dist, 'lib'), { recursive: true });
+    const out = path.join(tmp, 'fixtures.jsonl');
+    const p = run(dist, 'cpu', 'none,sequential', out);
+    expect(p.status, p.stdout + p.stderr).toBe(0);
+    expect(p.stdout).toMatch(/^parity \(cpu, float32, offload sequential\): \d+ passed, 0 failed$/m);
+    const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.tool, l.device, l.offload, l.dtype, l.failed])).toEqual([
+      ['fixture_parity', 'cpu', 'none', 'float32', 0],
+      ['fixture_parity', 'cpu', 'sequential', 'float32', 0],
+    ]);
+    for (const l of lines) {
+      expect(l.passed).toBeGreaterThan(50);
+      expect(l.worst.ratio).toBeGreaterThan(0);
+      expect(l.worst.ratio).toBeLessThanOrEqual(1);
+    }
+    if (!native().runtimeInfo().cudaAvailable) {
+      const bad = path.join(tmp, 'fixtures-bad.jsonl');
+      const q = run(dist, 'cuda', 'none', bad);
+      expect(q.status).toBe(1);
+      const line = JSON.parse(readFileSync(bad, 'utf8').trim());
+      expect(line).toMatchObject({ device: 'cuda', passed: 0, failed: 1 });
+      expect(line.failures[0]).toMatch(/^ERR_WAN_NO_CUDA: parity on cuda: this build has no CUDA/);
+    }
   });
 });

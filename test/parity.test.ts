@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 
 import { readManifest } from '../lib/fixtures.js';
 import { runParity } from '../lib/parity.js';
+import { runtimeInfo } from '../lib/runtime.js';
 import { buildCli, startCli } from './helpers/cli.js';
 import { FIXTURES } from './helpers/fixtures.js';
 
@@ -24,7 +25,16 @@ describe('parity runner on test/fixtures/wan-tiny', () => {
         expect(report.checks.find((r) => r.name === `${pipeline}:${what}`)?.ok, `${pipeline}:${what}`).toBe(true);
       }
     }
-    expect(lines.at(-1)).toMatch(/^parity: \d+ passed, 0 failed$/);
+    expect(lines.at(-1)).toMatch(/^parity \(cpu, float32, offload none\): \d+ passed, 0 failed$/);
+  });
+
+  it.each(['model', 'sequential'] as const)("with offload '%s' the whole-pipeline cases still match the reference", async (offload) => {
+    const lines: string[] = [];
+    const report = await runParity(FIXTURES, (l) => lines.push(l), { offload });
+    expect(report.checks.filter((c) => !c.ok).map((c) => c.name)).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.checks.filter((c) => c.name.endsWith('pipeline:final_latents') || c.name.endsWith('pipeline_i2v:video')).length).toBe(3);
+    expect(lines.at(-1)).toMatch(new RegExp(`^parity \\(cpu, float32, offload ${offload}\\): \\d+ passed, 0 failed$`));
   });
 
   it('fails (and says why) on a folder without fixtures', async () => {
@@ -42,9 +52,26 @@ describe('wan-video parity (the CLI)', () => {
     const lines = ok.stdout.trim().split('\n');
     expect(lines.filter((l) => l.startsWith('ok  ')).length).toBeGreaterThan(50);
     expect(lines.some((l) => l.startsWith('FAIL'))).toBe(false);
-    expect(lines.at(-1)).toMatch(/^parity: \d+ passed, 0 failed$/);
+    expect(lines.at(-1)).toMatch(/^parity \(cpu, float32, offload none\): \d+ passed, 0 failed$/);
     const bad = await startCli(['parity', `${FIXTURES}/t2v-a14b-tiny/vae`]).done;
     expect(bad.code).toBe(1);
     expect(bad.stdout + bad.stderr).toMatch(/no manifest\.json/);
+  });
+
+  it('--device takes a GPU (float32, TF32 off) where this build has one, and says why not in one error where it has not', async () => {
+    const info = runtimeInfo();
+    if (info.cudaAvailable) {
+      const r = await startCli(['parity', FIXTURES, '--device', 'cuda']).done;
+      expect(r.stdout.trim().split('\n').at(-1)).toMatch(/^parity \(cuda, float32, offload none\): \d+ passed, 0 failed$/);
+      expect(r.code).toBe(0);
+    } else {
+      const r = await startCli(['parity', FIXTURES, '--device', 'cuda']).done;
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(`ERR_WAN_NO_CUDA: parity on cuda: this build has no CUDA (libtorch ${info.libtorchVersion}, CPU)`);
+    }
+    const bad = await startCli(['parity', FIXTURES, '--offload', 'always']).done;
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("option '--offload <mode>' argument 'always' is invalid");
   });
 });

@@ -38,3 +38,21 @@ describe('runtimeInfo', () => {
     });
   });
 });
+
+describe('setAllowTF32 (the parity runs turn TF32 off)', () => {
+  it('takes a boolean, and anything else is ERR_WAN_BAD_ARGUMENT', () => {
+    const n = native();
+    expect(n.setAllowTF32(false)).toBeUndefined();
+    expect(n.setAllowTF32(true)).toBeUndefined();
+    for (const bad of [[], ['no'], [1]]) {
+      let err: (Error & { code?: string }) | undefined;
+      try {
+        (n.setAllowTF32 as (...args: unknown[]) => void)(...bad);
+      } catch (e) {
+        err = e as Error;
+      }
+      expect(err?.code, JSON.stringify(bad)).toBe('ERR_WAN_BAD_ARGUMENT');
+      expect(err?.message).toBe('setAllowTF32(allow: boolean)');
+    }
+  });
+});

@@ -1,6 +1,6 @@
 """Prints the short table of a device run: parity, kernel check, and our time vs the reference's.
 
-  python3 bench/device/report.py OUT_DIR        (reads parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl, offload.jsonl, pipeline.jsonl)
+  python3 bench/device/report.py OUT_DIR        (reads fixtures.jsonl, parity.jsonl, kernel.jsonl, ours.jsonl, reference.jsonl, offload.jsonl, pipeline.jsonl)
 Also writes OUT_DIR/summary.md (the table in Markdown, for bench/RESULTS.md).
 """
 import json
@@ -44,6 +44,12 @@ def gib(v):
 def main():
     out = sys.argv[1]
     rows = []
+    for r in latest(os.path.join(out, "fixtures.jsonl"), lambda r: (r["device"], r["offload"])):
+        w = r.get("worst") or {}
+        failures = f"; failed: {', '.join(r['failures'][:3])}" if r["failures"] else ""
+        rows.append(f"| golden fixtures wan-tiny ({r['device']}, {r['dtype']}, offload {r['offload']}) | {r['passed']} passed, {r['failed']} failed |"
+                    f" closest to tolerance: {w.get('name', '-')} {fmt(w.get('error'), '.2e')} of {fmt(w.get('tolerance'), '.1e')}{failures} | |"
+                    f" {'PASS' if r['failed'] == 0 and r['passed'] > 0 else 'FAIL'} |")
     for r in latest(os.path.join(out, "parity.jsonl"), lambda r: (r["check"], str(r.get("model", r.get("size"))), str(r.get("layers")), r.get("dtype"))):
         c = r.get("ours_vs_ref") or {}  # absent when the shapes differed (r["error"] says how)
         fp32 = r.get("ours_vs_ref_fp32", {})

@@ -4,10 +4,10 @@
 # run. Prints a short table last; logs and JSON lines under $OUT (and build-device/results/, which
 # persists between calls while the machine stays warm).
 #
-#   bench/device/run.sh [phase ...]     phases: build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report, or all
+#   bench/device/run.sh [phase ...]     phases: build addon fixtures kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report, or all
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
-#   call 1: bench/device/run.sh build addon kernel parity report
+#   call 1: bench/device/run.sh build addon fixtures kernel parity report
 #   call 2: bench/device/run.sh bench-ti2v bench-a14b report
 #   call 3: bench/device/run.sh bench-sdpa offload report
 #   call 4: bench/device/run.sh pipeline report
@@ -107,16 +107,37 @@ phase_build() {
 }
 
 # The addon built against the CUDA libtorch, loaded by the carried node: runtimeInfo() must see CUDA.
+# The carried node binary (the device has no Node.js), unpacked once into $WORK/bin.
+ensure_node() {
+  [[ -x "$WORK/bin/node" ]] && return 0
+  [[ -f "$ROOT/.device/node.xz" ]] || { log "no .device/node.xz (scripts/prepare-device.sh)"; return 1; }
+  mkdir -p "$WORK/bin" && xz -dc "$ROOT/.device/node.xz" >"$WORK/bin/node" && chmod +x "$WORK/bin/node"
+}
+
 phase_addon() {
   if [[ ! -f "$BIN/wan_video.node" ]]; then log "addon: not built (needs .device/napi from scripts/prepare-device.sh)"; return; fi
-  if [[ ! -x "$WORK/bin/node" ]]; then
-    [[ -f "$ROOT/.device/node.xz" ]] || { log "addon: no .device/node.xz"; return; }
-    mkdir -p "$WORK/bin" && xz -dc "$ROOT/.device/node.xz" >"$WORK/bin/node" && chmod +x "$WORK/bin/node"
-  fi
+  ensure_node || return
   log "addon: runtimeInfo() -> addon.json"
   "$WORK/bin/node" -e "console.log(JSON.stringify(require(process.argv[1]).runtimeInfo()))" "$BIN/wan_video.node" \
     | tee "$RESULTS/addon.json" || fail "loading the addon"
   if [[ "$DEVICE" != cpu ]] && ! grep -q '"cudaAvailable":true' "$RESULTS/addon.json"; then fail "the addon does not see CUDA"; fi
+}
+
+# The golden fixtures through the addon on the device (lib/parity.ts, as `wan-video parity --device`):
+# every component and the whole pipelines in float32 with TF32 off, in each offload mode, against
+# the reference outputs under the manifests' tolerances. Seconds: the models are tiny.
+phase_fixtures() {
+  if [[ ! -f "$BIN/wan_video.node" ]]; then log "fixtures: no addon"; return; fi
+  local dist="$ROOT/.device/dist"
+  [[ -f "$dist/lib/parity.js" ]] || dist="$ROOT/dist"
+  [[ -f "$dist/lib/parity.js" ]] || { log "fixtures: no built lib (scripts/prepare-device.sh puts it in .device/dist)"; return; }
+  ensure_node || return
+  log "fixtures ($DEVICE, float32, offload none,model,sequential) -> fixtures.jsonl"
+  WAN_VIDEO_ADDON="$BIN/wan_video.node" "$WORK/bin/node" "$ROOT/bench/device/fixture_parity.mjs" "$dist" "$ROOT/test/fixtures/wan-tiny" \
+    "$DEVICE" none,model,sequential "$RESULTS/fixtures.jsonl" >"$RESULTS/fixtures.log" 2>&1
+  local rc=$?
+  grep -E "^parity|^FAIL" "$RESULTS/fixtures.log" | head -40
+  [[ $rc -eq 0 ]] || log "fixtures: FAIL (see fixtures.log)"
 }
 
 phase_kernel() {
@@ -245,7 +266,7 @@ phase_report() {
 }
 
 phases=("$@")
-[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report)
+[[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon fixtures kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report)
 # A call that lands on a fresh machine (the last one went idle and was given back) has no build:
 # make one first instead of failing every phase.
 if [[ " ${phases[*]} " != *" build "* && ! -x "$BIN/wan_bench" ]]; then
@@ -253,7 +274,7 @@ if [[ " ${phases[*]} " != *" build "* && ! -x "$BIN/wan_bench" ]]; then
   phases=(build "${phases[@]}")
 fi
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report all)"
+  declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon fixtures kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report all)"
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"

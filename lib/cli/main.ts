@@ -69,9 +69,11 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .command('parity')
     .description('compare every component with the golden fixtures (exit 0 when all are within tolerance)')
     .argument('<dir>', 'fixtures folder holding manifest.json (e.g. test/fixtures/wan-tiny)')
-    .action(async (dir: string) => {
+    .option('--device <device>', 'cpu, cuda or cuda:N, in float32 (on a GPU with TF32 off)', deviceValue, 'cpu')
+    .addOption(new Option('--offload <mode>', 'memory mode of the whole-pipeline cases').choices(OFFLOADS).default('none'))
+    .action(async (dir: string, flags: { device: string; offload: Offload }) => {
       try {
-        const result = await runParity(dir, (line) => process.stdout.write(`${line}\n`));
+        const result = await runParity(dir, (line) => process.stdout.write(`${line}\n`), flags);
         setExitCode(result.ok ? 0 : 1);
       } catch (err) {
         reportError(err, false);

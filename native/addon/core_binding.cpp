@@ -245,6 +245,18 @@ Napi::Value TestParseDevice(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// setAllowTF32(allow): TF32 in float32 cuBLAS/cuDNN work, process-wide (off for parity runs).
+Napi::Value SetAllowTF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw MakeError(env, ErrorCode::BadArgument, "setAllowTF32(allow: boolean)");
+  const bool allow = info[0].As<Napi::Boolean>().Value();
+  Sync(env, [&] {
+    setAllowTF32(allow);
+    return true;
+  });
+  return env.Undefined();
+}
+
 // randn(seed, shape) -> tensor: torch.manual_seed(seed); torch.randn(shape, float32)
 Napi::Value Randn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -313,6 +325,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
   exports.Set("describeTensors", Napi::Function::New(env, DescribeTensors, "describeTensors"));
   exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
+  exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32, "setAllowTF32"));
   exports.Set("_testLongCall", Napi::Function::New(env, TestLongCall, "_testLongCall"));
   exports.Set("readModelConfig", Napi::Function::New(env, ReadModelConfig, "readModelConfig"));
   exports.Set("_testThrow", Napi::Function::New(env, TestThrow, "_testThrow"));

@@ -26,6 +26,11 @@ void releaseCachedDeviceMemory(at::Device device) {
 #endif
 }
 
+void setAllowTF32(bool allow) {
+  at::globalContext().setAllowTF32CuBLAS(allow);
+  at::globalContext().setAllowTF32CuDNN(allow);
+}
+
 at::Device parseDevice(const std::string& name, const std::string& option) {
   if (name == "cpu") return at::Device(at::kCPU);
   int index = 0;

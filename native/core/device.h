@@ -21,6 +21,12 @@ int cudaDeviceCount();
 // another: without this, a dropped expert's 28.6 GB would stay reserved through the decode.
 void releaseCachedDeviceMemory(at::Device device);
 
+// TF32 in float32 matrix products (cuBLAS) and convolutions (cuDNN), Ampere and later. Off for
+// parity runs: TF32 keeps 10 mantissa bits, which puts the float32 VAE's convolutions ~1e-3 off.
+// Never called, libtorch's defaults hold (cuBLAS off, cuDNN on), as for the reference. Process-wide;
+// the CPU has no TF32.
+void setAllowTF32(bool allow);
+
 // Sets libtorch's intra-op threads from the machine's cores (Debian's libtorch defaults to one).
 void configureThreads();
 

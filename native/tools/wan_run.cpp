@@ -178,10 +178,7 @@ int main(int argc, char** argv) {
     const at::Device device = parseDevice(args.get("device", "cpu"));
     const at::ScalarType dtype = parseDtype(args.get("dtype", device.is_cuda() ? "bfloat16" : "float32"));
     if (device.is_cpu()) configureThreads();
-    // Parity runs: no TF32 anywhere (cuDNN allows it by default, which would put the float32 VAE
-    // convolutions ~1e-3 off; parity.py turns it off on the reference side too).
-    at::globalContext().setAllowTF32CuBLAS(false);
-    at::globalContext().setAllowTF32CuDNN(false);
+    setAllowTF32(false);  // parity runs (parity.py turns it off on the reference side too)
     c10::InferenceMode inference;
     at::manual_seed(0);
     if (cmd == "dit") return runDit(args, device, dtype);
