@@ -98,9 +98,9 @@ class WanTransformer {
   // after upload(), none after release(); Streamed: the outer layers).
   int64_t deviceWeightBytes() const;
 
-  // RoPE tables for a grid of (frames, height, width) patches: cos and sin [seq, headDim/2] float32,
-  // one entry per interleaved pair.
-  std::pair<at::Tensor, at::Tensor> ropeTables(int64_t frames, int64_t height, int64_t width) const;
+  // RoPE rotations for a grid of (frames, height, width) patches: cos + i sin [seq, headDim/2]
+  // complex64 (float32 parts), one entry per interleaved pair.
+  at::Tensor ropeTable(int64_t frames, int64_t height, int64_t width) const;
 
  private:
   void forEachWeight(const std::function<void(at::Tensor&)>& fn);
@@ -109,18 +109,18 @@ class WanTransformer {
   // Moves every weight to host memory (packed and pinned for a GPU) and computes on `device`.
   void keepOnHost(at::Device device);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
-                       const at::Tensor* ropeCos, const at::Tensor* ropeSin) const;
+                       const at::Tensor* rope) const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
-                   const at::Tensor& ropeCos, const at::Tensor& ropeSin) const;
+                   const at::Tensor& rope) const;
 
   TransformerConfig config_;
   at::ScalarType dtype_;
   at::Device device_;  // where forward() computes
   WeightPlacement placement_ = WeightPlacement::Resident;
-  // The RoPE tables of the last grid (frames, height, width) forward() saw.
+  // The RoPE table of the last grid (frames, height, width) forward() saw.
   struct RopeCache {
     std::array<int64_t, 3> key{-1, -1, -1};
-    at::Tensor cos, sin;
+    at::Tensor table;
   };
   mutable RopeCache ropeCache_;
   mutable std::mutex ropeCacheMutex_;
