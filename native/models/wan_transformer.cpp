@@ -29,11 +29,21 @@ WanAttentionWeights loadAttention(WeightSource& w, const std::string& prefix, in
   return a;
 }
 
-// RMSNorm over the full inner dim (all heads together), computed in float32.
+// RMSNorm over the full inner dim (all heads together), computed in float32. The last product is
+// stored in x's dtype directly (computed in float32 and rounded on store, as .to() would round it),
+// which saves a float32 copy of the activation.
 at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor inv = at::rsqrt(xf.pow(2).mean(-1, true).add_(eps));
-  return (xf * inv).mul_(weight).to(x.scalar_type());
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  return at::mul_out(out, xf * inv, weight);
+}
+
+// (a.float() + b).to(a.dtype) for a float32 b, without the two float32 copies: libtorch upcasts a
+// on load, adds in float32 and rounds on store.
+at::Tensor addInDtypeOf(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor out = at::empty(a.sizes(), a.options());
+  return at::add_out(out, a, b);
 }
 
 // Rotates interleaved pairs (x[2j], x[2j+1]) of x [B, S, H, D] by `table` [S, D/2] (cos + i sin):
@@ -270,7 +280,7 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
   // Self-attention, modulated and gated.
   at::Tensor shift = mod(0), scale = mod(1), gate = mod(2);
   at::Tensor h = layerNormModulate(input, scale, shift, eps, dtype_);
-  at::Tensor x = (input.to(at::kFloat) + attention(w.selfAttn, h, h, &rope) * gate).to(dtype_);
+  at::Tensor x = addInDtypeOf(input, attention(w.selfAttn, h, h, &rope) * gate);
 
   // Cross-attention over every text row (no mask), not gated.
   h = w.norm2Weight.defined() ? at::layer_norm(x.to(at::kFloat), {dim}, w.norm2Weight, w.norm2Bias, eps).to(dtype_) : x;
@@ -280,7 +290,7 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
   shift = mod(3), scale = mod(4), gate = mod(5);
   h = layerNormModulate(x, scale, shift, eps, dtype_);
   at::Tensor ffn = w.ffnOut(at::gelu(w.ffnIn(h), "tanh"));
-  return (x.to(at::kFloat) + ffn.to(at::kFloat) * gate).to(dtype_);
+  return addInDtypeOf(x, ffn * gate);
 }
 
 at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor& timestepIn, const at::Tensor& contextIn,
