@@ -78,7 +78,8 @@ def bench_dit(args, device, dtype, size):
         timing = time_calls(device, args.warmup, args.iters, step)
     result = {**timing, **peak(device), "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
     tokens = dit_tokens(args.model, width, height, frames)
-    q = torch.empty(1, cfg["num_attention_heads"], tokens, cfg["attention_head_dim"], device=device, dtype=dtype)
+    # The layout diffusers passes to SDPA: [B, S, H, D] memory viewed as [B, H, S, D].
+    q = torch.empty(1, tokens, cfg["num_attention_heads"], cfg["attention_head_dim"], device=device, dtype=dtype).transpose(1, 2)
     result["sdpa_backend"] = sdpa_backend(q)
     del model, latents, q
     free(device)

@@ -35,6 +35,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/version.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -148,6 +149,14 @@ Flops textEncodeFlops(const TextEncoderConfig& c, int64_t len) {
   return fl;
 }
 
+// Random q, k, v [1, heads, tokens, headDim] laid out as the DiT passes them to SDPA: [B, S, H, D]
+// memory viewed as [B, H, S, D]. Backend choice and speed depend on the strides, so timing another
+// layout would time a kernel the DiT does not run.
+std::array<at::Tensor, 3> ditLayoutQkv(const at::TensorOptions& opts, int64_t heads, int64_t tokens, int64_t headDim) {
+  auto one = [&] { return at::randn({1, tokens, heads, headDim}, opts).transpose(1, 2); };
+  return {one(), one(), one()};
+}
+
 // Measured peak rates (FLOP/s) of a square matmul and of the attention entry point the models use.
 struct Rates {
   double matmul = 0, attention = 0;
@@ -164,7 +173,7 @@ Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int
   r.matmul = 2.0 * n * n * n / mm.min;
 
   const int64_t heads = gpu ? 40 : 4, seq = gpu ? 16384 : 512;
-  at::Tensor q = at::randn({1, heads, seq, headDim}, opts), k = at::randn_like(q), v = at::randn_like(q);
+  const auto [q, k, v] = ditLayoutQkv(opts, heads, seq, headDim);
   Timing at_ = timeCalls(device, warmup, std::max(iters, 3), [&] { (void)wan::attention(q, k, v); });
   r.attention = 4.0 * heads * seq * seq * headDim / at_.min;
   r.attentionBackend = attentionBackendFor(q, k, v);
@@ -180,8 +189,7 @@ std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device
                                                                int64_t headDim, int warmup, int iters,
                                                                const std::string& order) {
   std::vector<std::pair<std::string, double>> rates;
-  auto opts = at::TensorOptions().device(device).dtype(dtype);
-  at::Tensor q = at::randn({1, heads, tokens, headDim}, opts), k = at::randn_like(q), v = at::randn_like(q);
+  const auto [q, k, v] = ditLayoutQkv(at::TensorOptions().device(device).dtype(dtype), heads, tokens, headDim);
   for (const std::string name : {"cudnn_attention", "flash_attention", "efficient_attention"}) {
     if (!setAttentionBackendOrder(name)) break;
     if (attentionBackendFor(q, k, v) != name) {
@@ -452,8 +460,8 @@ int main(int argc, char** argv) {
         if (swap) model.release();
       }
       if (device.is_cuda()) {
-        const at::Tensor q = at::empty({1, m.dit.numHeads, tokens, m.dit.headDim}, at::TensorOptions().device(device).dtype(dtype));
-        sdpaAtShape = attentionBackendFor(q, q, q);
+        const auto [q, k, v] = ditLayoutQkv(at::TensorOptions().device(device).dtype(dtype), m.dit.numHeads, tokens, m.dit.headDim);
+        sdpaAtShape = attentionBackendFor(q, k, v);
       }
     }
 
