@@ -172,6 +172,9 @@ export interface NativeGenerateResult {
   timesteps: TensorData;
   sigmas: TensorData;
   expertPerStep: TensorData;
+  /** The SDPA backend libtorch chose for the DiT's self-attention ('flash_attention', 'cudnn_attention',
+   *  'efficient_attention', 'math'; 'chunked_fallback' on libtorch 1.x). Absent when no denoising step ran. */
+  attentionBackend?: string;
   latentsPerStep?: TensorData;
   modelTimestepPerStep?: TensorData;
   condition?: TensorData;

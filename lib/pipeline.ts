@@ -304,7 +304,7 @@ function splitResult(result: NativeGenerateResult, fps: number, returnFloat: boo
     const video = result.video ? Video.fromFloat(sample(result.video, i), fps) : Video.empty(fps);
     video.latents = sample(result.latents, i);
     if (returnFloat && result.video) video.float = sample(result.video, i);
-    video.settings = details;
+    video.settings = result.attentionBackend ? { ...details, attentionBackend: result.attentionBackend } : details;
     videos.push(video);
   }
   return videos;

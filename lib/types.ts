@@ -83,4 +83,7 @@ export interface GenerationSettings {
   shift: number;
   sampler: string;
   seed: number;
+  /** The attention kernel the DiT ran (libtorch's SDPA backend: 'flash_attention', 'cudnn_attention',
+   *  'efficient_attention', 'math'; 'chunked_fallback' on libtorch 1.x). Set when a denoising step ran. */
+  attentionBackend?: string;
 }

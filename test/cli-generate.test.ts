@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { native } from '../lib/native.js';
 import { buildCli, jsonLines, runCli, startCli } from './helpers/cli.js';
 
 let dir: string;
@@ -49,6 +50,20 @@ describe('wan-video generate', () => {
     expect(r.stderr).toContain('ERR_WAN_BAD_ARGUMENT');
     expect(r.stderr).toContain("WAN_SDPA_ORDER: unknown attention backend 'warp' (math, flash, efficient or cudnn)");
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('done says which attention kernel the DiT ran (WAN_SDPA_ORDER is accepted; the CPU keeps its own order)', async () => {
+    const out = path.join(dir, 'sdpa-math.mp4');
+    const r = await runCli(['generate', ...SMALL, '--out', out, '--json'], { ...process.env, WAN_SDPA_ORDER: 'math' });
+    expect(r.code, r.stderr).toBe(0);
+    const done = jsonLines(r.stdout).find((l) => l.event === 'done');
+    // libtorch < 2: no SDPA (our exact fallback). 2.x on the CPU: its CPU dispatch tries flash, then
+    // math, whatever the order says (measured with 2.13); the order matters on CUDA.
+    const major = Number(native().runtimeInfo().libtorchVersion.split('.')[0]);
+    if (major < 2) expect(done?.attentionBackend).toBe('chunked_fallback');
+    else expect(['flash_attention', 'math']).toContain(done?.attentionBackend);
+    const plain = await runCli(['generate', ...SMALL, '--out', path.join(dir, 'sdpa-plain.mp4')]);
+    expect(plain.stderr).toMatch(/; attention: (chunked_fallback|flash_attention|efficient_attention|cudnn_attention|math)\n/);
   });
 
   it('--json prints one object per line: progress events in order, then done', async () => {

@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { WanPipeline } from '../lib/pipeline.js';
+import { runtimeInfo } from '../lib/runtime.js';
 import type { GenerateOptions, ProgressEvent } from '../lib/types.js';
 import { FIXTURES } from './helpers/fixtures.js';
 
@@ -40,6 +41,10 @@ describe('WanPipeline on the bundled tiny model', () => {
     expect(video.frames.length).toBe(5 * 32 * 48 * 3);
     expect(video.latents?.shape).toEqual([1, 16, 2, 4, 6]);
     expect(video.settings).toMatchObject({ width: 48, height: 32, numFrames: 5, steps: 3, seed: 7, guidanceScale: 4, guidanceScale2: 3 });
+    // The attention kernel the DiT ran: libtorch 1.x has no SDPA (our exact fallback); 2.x names its backend.
+    const major = Number(runtimeInfo().libtorchVersion.split('.')[0]);
+    if (major < 2) expect(video.settings?.attentionBackend).toBe('chunked_fallback');
+    else expect(['flash_attention', 'efficient_attention', 'cudnn_attention', 'math']).toContain(video.settings?.attentionBackend);
   });
 
   it('emits progress in order: encode-text, denoise 1..N with expert and timestep, decode, done', async () => {

@@ -114,10 +114,12 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
     if (flags.json) {
       printJsonLine('done', {
         out, family: pipe.family, width: video.width, height: video.height, numFrames: video.numFrames, fps: video.fps, elapsedMs,
+        attentionBackend: video.settings?.attentionBackend,
       });
     } else {
       process.stderr.write(
-        `wrote ${out} (${pipe.family}, ${video.width}x${video.height}, ${video.numFrames} frames at ${video.fps} fps) in ${formatDuration(elapsedMs)}\n`,
+        `wrote ${out} (${pipe.family}, ${video.width}x${video.height}, ${video.numFrames} frames at ${video.fps} fps) in ${formatDuration(elapsedMs)}` +
+          `${video.settings?.attentionBackend ? `; attention: ${video.settings.attentionBackend}` : ''}\n`,
       );
     }
     return 0;

@@ -85,6 +85,7 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
           put("timesteps", at::tensor(result->timesteps, at::kLong));
           put("sigmas", at::tensor(result->sigmas, at::kFloat));
           put("expertPerStep", at::tensor(result->expertPerStep, at::kLong));
+          if (!result->attentionBackend.empty()) out.Set("attentionBackend", result->attentionBackend);
           return out;
         },
         info.Length() > 2 ? info[2] : env.Undefined(), cancel, [this, selfRef]() { guard_.Leave(); selfRef->Reset(); });

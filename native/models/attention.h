@@ -17,9 +17,9 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // libtorch's SDPA backends by name: "math", "flash_attention", "efficient_attention",
 // "cudnn_attention" (also "flash", "efficient", "cudnn").
 //
-// Puts `preferred` first, in that order, in the list at::scaled_dot_product_attention tries (the
-// rest follow in libtorch's own order; a backend that cannot take an input is skipped, as always).
-// Process-wide. Empty: libtorch's own order. Returns false where libtorch cannot order its backends
+// Puts `preferred` first, in that order, in the list at::scaled_dot_product_attention tries on CUDA
+// (the rest follow in libtorch's own order; a backend that cannot take an input is skipped, as
+// always; libtorch's CPU dispatch ignores the list: flash, then math). Process-wide. Empty: libtorch's own order. Returns false where libtorch cannot order its backends
 // (< 2.6): its default order holds. Unknown names are ERR_WAN_BAD_ARGUMENT. The environment
 // variable WAN_SDPA_ORDER (e.g. "cudnn,flash") is applied this way on the first attention() call,
 // unless an order was set before.

@@ -237,7 +237,7 @@ void WanTransformer::streamBlocks(at::Device device) {
 
 at::Tensor WanTransformer::ropeTable(int64_t frames, int64_t height, int64_t width) const {
   // Every step of a generation uses the same grid: build its table once per grid and device.
-  std::lock_guard<std::mutex> lock(ropeCacheMutex_);
+  std::lock_guard<std::mutex> lock(forwardStateMutex_);
   if (ropeCache_.key == std::array<int64_t, 3>{frames, height, width} && ropeCache_.table.defined() && ropeCache_.table.device() == device_)
     return ropeCache_.table;
   const int64_t d = config_.headDim;
@@ -257,8 +257,13 @@ at::Tensor WanTransformer::ropeTable(int64_t frames, int64_t height, int64_t wid
   return ropeCache_.table;
 }
 
+std::string WanTransformer::selfAttentionBackend() const {
+  std::lock_guard<std::mutex> lock(forwardStateMutex_);
+  return selfAttentionBackend_;
+}
+
 at::Tensor WanTransformer::attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
-                                     const at::Tensor* rope) const {
+                                     const at::Tensor* rope, std::string* backend) const {
   const int64_t b = x.size(0), s = x.size(1), l = context.size(1), h = config_.numHeads, d = config_.headDim;
   at::Tensor q = rmsNorm(w.toQ(x), w.normQ, config_.eps).view({b, s, h, d});
   at::Tensor k = rmsNorm(w.toK(context), w.normK, config_.eps).view({b, l, h, d});
@@ -267,12 +272,14 @@ at::Tensor WanTransformer::attention(const WanAttentionWeights& w, const at::Ten
     q = applyRope(q, *rope);
     k = applyRope(k, *rope);
   }
-  at::Tensor out = wan::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));  // [B, H, S, D]
+  q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H, S, D] views
+  if (backend) *backend = attentionBackendFor(q, k, v);
+  at::Tensor out = wan::attention(q, k, v);
   return w.toOut(out.transpose(1, 2).reshape({b, s, h * d}));
 }
 
 at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& input, const at::Tensor& context,
-                                 const at::Tensor& timestepProj, const at::Tensor& rope) const {
+                                 const at::Tensor& timestepProj, const at::Tensor& rope, std::string* selfAttentionBackend) const {
   const int64_t dim = config_.dim();
   const double eps = config_.eps;
   auto mod = [&](int64_t i) { return modulation(w.scaleShiftTable, i, timestepProj.narrow(-1, i * dim, dim)); };
@@ -280,7 +287,7 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
   // Self-attention, modulated and gated.
   at::Tensor shift = mod(0), scale = mod(1), gate = mod(2);
   at::Tensor h = layerNormModulate(input, scale, shift, eps, dtype_);
-  at::Tensor x = addInDtypeOf(input, attention(w.selfAttn, h, h, &rope) * gate);
+  at::Tensor x = addInDtypeOf(input, attention(w.selfAttn, h, h, &rope, selfAttentionBackend) * gate);
 
   // Cross-attention over every text row (no mask), not gated.
   h = w.norm2Weight.defined() ? at::layer_norm(x.to(at::kFloat), {dim}, w.norm2Weight, w.norm2Bias, eps).to(dtype_) : x;
@@ -391,23 +398,28 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
     v.upload = uploader_->start(weightRefs(v.weights, forEachBlockWeight));
     return v;
   };
+  std::string backend;  // what SDPA picks for block 0's self-attention (the same in every block)
   const bool streamed = copy && copy->blocks.empty();
   std::unique_ptr<Visiting> next;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (ctx) ctx->checkCancelled();
     if (!copy) {
-      x = block(blocks_[i], x, text, timestepProj, rope);
+      x = block(blocks_[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
     } else if (!streamed) {
       uploader_->await(copy->blockUploads[i]);
-      x = block(copy->blocks[i], x, text, timestepProj, rope);
+      x = block(copy->blocks[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
     } else {
       Visiting current = next ? std::move(*next) : startVisit(i);
       next.reset();
       if (i + 1 < blocks_.size()) next = std::make_unique<Visiting>(startVisit(i + 1));
       uploader_->await(current.upload);
-      x = block(current.weights, x, text, timestepProj, rope);
+      x = block(current.weights, x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
     }
     if (debug) debug->add("block_" + std::to_string(i) + "_out", x);
+  }
+  if (!blocks_.empty()) {
+    std::lock_guard<std::mutex> lock(forwardStateMutex_);
+    selfAttentionBackend_ = backend;
   }
 
   // ---- output head and unpatchify (proj_out features ordered (pt, ph, pw, C))

@@ -98,6 +98,11 @@ class WanTransformer {
   // after upload(), none after release(); Streamed: the outer layers).
   int64_t deviceWeightBytes() const;
 
+  // The SDPA backend libtorch chose for the last forward's self-attention ("flash_attention",
+  // "cudnn_attention", "efficient_attention", "math"; "chunked_fallback" on libtorch 1.x; empty
+  // before the first forward).
+  std::string selfAttentionBackend() const;
+
   // RoPE rotations for a grid of (frames, height, width) patches: cos + i sin [seq, headDim/2]
   // complex64 (float32 parts), one entry per interleaved pair.
   at::Tensor ropeTable(int64_t frames, int64_t height, int64_t width) const;
@@ -109,9 +114,9 @@ class WanTransformer {
   // Moves every weight to host memory (packed and pinned for a GPU) and computes on `device`.
   void keepOnHost(at::Device device);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
-                       const at::Tensor* rope) const;
+                       const at::Tensor* rope, std::string* backend = nullptr) const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
-                   const at::Tensor& rope) const;
+                   const at::Tensor& rope, std::string* selfAttentionBackend = nullptr) const;
 
   TransformerConfig config_;
   at::ScalarType dtype_;
@@ -123,7 +128,9 @@ class WanTransformer {
     at::Tensor table;
   };
   mutable RopeCache ropeCache_;
-  mutable std::mutex ropeCacheMutex_;
+  // What forward() keeps between calls: the RoPE table above and the SDPA backend it saw last.
+  mutable std::mutex forwardStateMutex_;
+  mutable std::string selfAttentionBackend_;
   // The weights where they live: on the device when Resident, in host memory otherwise.
   WanOuterWeights outer_;
   std::vector<WanBlockWeights> blocks_;

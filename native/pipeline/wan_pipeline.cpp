@@ -335,6 +335,7 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     at::Tensor timestep = index_.expandTimesteps ? (tokenMask * static_cast<double>(t)).unsqueeze(0).expand({b, -1}).contiguous()
                                                  : at::full({b}, t, at::TensorOptions().dtype(at::kLong).device(device));
     at::Tensor noise = model.forward(input, timestep, condIn, nullptr, &ctx);
+    if (out.attentionBackend.empty()) out.attentionBackend = model.selfAttentionBackend();
     if (cfg) {
       at::Tensor noiseUncond = model.forward(input, timestep, uncondIn, nullptr, &ctx);
       noise = noiseUncond + g * (noise - noiseUncond);

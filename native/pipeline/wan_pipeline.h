@@ -62,6 +62,7 @@ struct GenerateResult {
   at::Tensor latentsPerStep;           // [steps, B, C, F', H', W'] when recordSteps
   at::Tensor modelTimestepPerStep;     // [steps, B] or [steps, B, seq] when recordSteps
   at::Tensor condition;                // I2V A14B: the 20 condition channels; TI2V I2V: latent condition
+  std::string attentionBackend;        // the SDPA backend of the DiT's self-attention (WanTransformer::selfAttentionBackend)
 };
 
 // How load() builds each component from its folder (text_encoder/, transformer/, transformer_2/,
