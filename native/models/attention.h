@@ -45,7 +45,8 @@ void reapplyAttentionBackendOrder();
 void overrideLibtorchBackendOrderForTest(const std::string& commaList);
 
 // The backend at::scaled_dot_product_attention picks for these inputs under the current order
-// ("chunked_fallback" with libtorch 1.x, which has no SDPA).
+// ("chunked_fallback" with libtorch 1.x, which has no SDPA; "none" when no backend takes them).
+// Never throws: the DiT records it on every forward.
 std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 // The fallback: queries in blocks of `queryChunk` rows (0 picks a block so one block's scores
