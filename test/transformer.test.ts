@@ -301,6 +301,9 @@ describe('SDPA backend order (WAN_SDPA_ORDER, wan_bench --sdpa-order)', () => {
       // ours goes back on top, the rest now in libtorch's new order.
       const cudaDefault = ['cudnn_attention', 'math', 'flash_attention', 'efficient_attention'];
       expect(n._testAttentionOrder('efficient', cudaDefault.join(','))).toEqual(rest(['efficient_attention'], cudaDefault));
+      // Repeated names count once (libtorch's list holds each backend once).
+      expect(n._testAttentionOrder('efficient,efficient', 'cudnn,cudnn,math')).toEqual(rest(['efficient_attention'], rest(['cudnn_attention', 'math'], cudaDefault)));
+      n._testAttentionOrder('efficient', cudaDefault.join(','));
       expect(n._testAttentionOrder('')).toEqual(cudaDefault);
       expect(n._testAttentionOrder('', own.join(','))).toEqual(own);
     }

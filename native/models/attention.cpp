@@ -49,6 +49,16 @@ std::vector<std::string> splitNames(const std::string& commaList) {
   return names;
 }
 
+// `first` without repeats, then the entries of `rest` not in it: libtorch's list holds every backend
+// once (setSDPPriorityOrder writes past its array when given more).
+std::vector<int64_t> firstThenRest(const std::vector<int64_t>& first, const std::vector<int64_t>& rest) {
+  std::vector<int64_t> order;
+  for (const auto* list : {&first, &rest})
+    for (const int64_t b : *list)
+      if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
+  return order;
+}
+
 // The order asked for (setAttentionBackendOrder, WAN_SDPA_ORDER), kept so it can be put back: a
 // CUDA libtorch >= 2.10 sets its own default on its first CUDA SDPA call (cuDNN first on sm90/sm100
 // with cuDNN > 9.15), over whatever order was set before that call.
@@ -82,10 +92,7 @@ bool applyOrder(OrderState& state) {
   if (!state.requested) return true;
   const std::vector<int64_t> current = currentOrder();
   if (state.baseline.empty() || current != state.lastApplied) state.baseline = current;
-  std::vector<int64_t> order = state.preferred;
-  for (const int64_t b : state.baseline)
-    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
-  at::globalContext().setSDPPriorityOrder(order);
+  at::globalContext().setSDPPriorityOrder(firstThenRest(state.preferred, state.baseline));
   state.lastApplied = currentOrder();
   return true;
 #else
@@ -133,14 +140,11 @@ void applyEnvironmentOrder() {
 
 bool setAttentionBackendOrder(const std::vector<std::string>& preferred) {
   std::vector<int64_t> order;
-  for (const std::string& name : preferred) {
-    const int64_t b = backendNumber(name);  // all names checked before anything changes
-    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
-  }
+  for (const std::string& name : preferred) order.push_back(backendNumber(name));  // all checked before anything changes
   OrderState& state = orderState();
   std::lock_guard<std::mutex> lock(state.mutex);
   state.requested = true;
-  state.preferred = std::move(order);
+  state.preferred = firstThenRest(order, {});
   return applyOrder(state);
 }
 
@@ -167,9 +171,7 @@ void overrideLibtorchBackendOrderForTest(const std::string& commaList) {
   std::vector<int64_t> order;
   for (const std::string& name : splitNames(commaList)) order.push_back(backendNumber(name));
   std::lock_guard<std::mutex> lock(orderState().mutex);
-  for (const int64_t b : currentOrder())
-    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
-  at::globalContext().setSDPPriorityOrder(order);
+  at::globalContext().setSDPPriorityOrder(firstThenRest(order, currentOrder()));
 #else
   (void)commaList;
 #endif
