@@ -2,7 +2,7 @@
 // the small config runs in seconds; the JSON must carry every field with a positive finite value.
 // No timing assertions: numbers vary with the machine.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -279,5 +279,36 @@ describe('bench/device/fixture_parity.mjs (the golden fixtures through the addon
       expect(line).toMatchObject({ device: 'cuda', passed: 0, failed: 1 });
       expect(line.failures[0]).toMatch(/^ERR_WAN_NO_CUDA: parity on cuda: this build has no CUDA/);
     }
+  });
+});
+
+// The device tool cuts a call off at its limit and returns only what is under $OUT by then, so
+// run.sh keeps to CALL_BUDGET_S: a command still running when the budget is spent is stopped,
+// later phases are skipped, and what finished plus the report are in $OUT. A stand-in wan_bench
+// that prints its JSON line and then hangs plays a phase that would overrun the call.
+describe('bench/device/run.sh (the device call script) within its call budget', () => {
+  it('stops a phase that overruns, skips the rest, and still leaves its results and the report in $OUT', () => {
+    const work = path.join(tmp, 'device-work');
+    const release = path.join(work, 'build', 'Release');
+    mkdirSync(release, { recursive: true });
+    const row = { model: 'small', width: 64, height: 64, frames: 5, dit_step: { seconds_min: 1 }, dit_step_offload: { offload: 'model', seconds_min: 2, matches_resident: true } };
+    writeFileSync(path.join(release, 'wan_bench'), `#!/bin/sh\necho '${JSON.stringify(row)}'\nexec sleep 120\n`, { mode: 0o755 });
+    const out = path.join(work, 'out');
+    const started = Date.now();
+    const p = spawnSync('bash', [path.join(ROOT, 'bench', 'device', 'run.sh'), 'offload', 'bench-sdpa', 'report'], {
+      env: { ...process.env, WAN_DEVICE: 'cpu', WAN_DEVICE_WORK: work, OUT: out, PYTHON: 'python3', DIFFUSERS_SRC: path.join(work, 'none'), CALL_BUDGET_S: '8', REPORT_RESERVE_S: '2' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const seconds = (Date.now() - started) / 1000;
+    expect(p.status, p.stdout + p.stderr).toBe(0);
+    expect(seconds).toBeLessThan(30); // the stand-in alone would take 240 s
+    expect(p.stdout).toMatch(/out of call time: stopped after \d+ s: wan_bench/);
+    expect(p.stdout).toMatch(/out of call time: not started: wan_bench/); // offload's second mode
+    expect(p.stdout).toMatch(/phase bench-sdpa skipped/);
+    // The stopped command's line came back, without the script's own log lines mixed in.
+    const lines = readFileSync(path.join(out, 'offload.jsonl'), 'utf8').trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l))).toEqual([row]);
+    expect(readFileSync(path.join(out, 'summary.md'), 'utf8')).toContain('| small 64x64x5 | model | 1 s | 2 s |');
   });
 });

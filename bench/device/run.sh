@@ -8,7 +8,7 @@
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
 #   call 1: bench/device/run.sh build addon fixtures kernel parity report
-#   call 2: bench/device/run.sh bench-ti2v bench-a14b report
+#   call 2: bench/device/run.sh bench-a14b bench-ti2v report
 #   call 3: bench/device/run.sh bench-sdpa offload report
 #   call 4: bench/device/run.sh pipeline report
 #   call 5: bench/device/run.sh parity-full report
@@ -16,7 +16,12 @@
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
 # default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc),
 # BUILD_TARGETS (default: all; scripts/simulate-cuda-build.sh builds only the static libraries),
-# WAN_DEVICE_WORK (default build-device/).
+# WAN_DEVICE_WORK (default build-device/), CALL_BUDGET_S (default 570: the seconds this call may
+# take; set it below the call's limit_s when the session has less device time left than 600 s).
+#
+# A device call is cut off at its limit and only what is under $OUT by then comes back. So results
+# are copied to $OUT after every phase, no phase starts once the budget is spent, every long command
+# runs under `timeout` with what is left of it, and `report` keeps REPORT_RESERVE_S (25) for itself.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -30,9 +35,26 @@ BIN="$WORK/build/Release"
 mkdir -p "$RESULTS" "$OUT"
 export PYTHONDONTWRITEBYTECODE=1
 
-log() { echo "[run.sh $(date +%H:%M:%S)] $*"; }
+CALL_BUDGET_S="${CALL_BUDGET_S:-570}"
+REPORT_RESERVE_S="${REPORT_RESERVE_S:-25}"
+
+# fd 3 is this script's own output: log lines never land in a phase's piped JSON or its log files.
+exec 3>&1
+log() { echo "[run.sh $(date +%H:%M:%S)] $*" >&3; }
 fail() { log "FAILED: $*"; finish; exit 1; }
 finish() { cp -r "$RESULTS"/. "$OUT"/ 2>/dev/null || true; }
+
+# Seconds of the call budget left for the phases (report's reserve kept back).
+seconds_left() { echo $((CALL_BUDGET_S - REPORT_RESERVE_S - SECONDS)); }
+# Runs a command under what is left of the budget: 124 (and a log line) when it ran out.
+bounded() {
+  local left; left=$(seconds_left)
+  if ((left <= 0)); then log "out of call time: not started: ${1##*/}"; return 124; fi
+  timeout --kill-after=10 "$left" "$@"
+  local rc=$?
+  ((rc == 124 || rc == 137)) && log "out of call time: stopped after ${left} s: ${1##*/}"
+  return $rc
+}
 
 # ---- environment: libtorch prefix from the python torch, diffusers source, our python modules
 if TORCH_PREFIX="$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"; then
@@ -93,7 +115,7 @@ phase_build() {
     fi
   fi
   log "configure (addon $addon) -> $RESULTS/build.log"
-  cmake -S "$ROOT" -B "$WORK/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DWAN_BUILD_ADDON=$addon "${napi[@]}" "${cuda[@]}" \
+  bounded cmake -S "$ROOT" -B "$WORK/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DWAN_BUILD_ADDON=$addon "${napi[@]}" "${cuda[@]}" \
     >"$RESULTS/build.log" 2>&1 || { tail -40 "$RESULTS/build.log"; fail "cmake configure"; }
   grep -E "wan-video:" "$RESULTS/build.log"
   if [[ "$DEVICE" != cpu ]] && ! grep -q "CUDA path ON" "$RESULTS/build.log"; then
@@ -102,7 +124,7 @@ phase_build() {
   log "build -j$JOBS"
   local targets=()
   [[ -n "${BUILD_TARGETS:-}" ]] && targets=(--target $BUILD_TARGETS)
-  cmake --build "$WORK/build" -j "$JOBS" "${targets[@]}" >>"$RESULTS/build.log" 2>&1 || { grep -E "error" "$RESULTS/build.log" | head -30; fail "build"; }
+  bounded cmake --build "$WORK/build" -j "$JOBS" "${targets[@]}" >>"$RESULTS/build.log" 2>&1 || { grep -E "error" "$RESULTS/build.log" | head -30; fail "build"; }
   ls -la "$BIN" | grep -E "wan_(bench|run)|\.node" || true
 }
 
@@ -133,7 +155,7 @@ phase_fixtures() {
   [[ -f "$dist/lib/parity.js" ]] || { log "fixtures: no built lib (scripts/prepare-device.sh puts it in .device/dist)"; return; }
   ensure_node || return
   log "fixtures ($DEVICE, float32, offload none,model,sequential) -> fixtures.jsonl"
-  WAN_VIDEO_ADDON="$BIN/wan_video.node" "$WORK/bin/node" "$ROOT/bench/device/fixture_parity.mjs" "$dist" "$ROOT/test/fixtures/wan-tiny" \
+  WAN_VIDEO_ADDON="$BIN/wan_video.node" bounded "$WORK/bin/node" "$ROOT/bench/device/fixture_parity.mjs" "$dist" "$ROOT/test/fixtures/wan-tiny" \
     "$DEVICE" none,model,sequential "$RESULTS/fixtures.jsonl" >"$RESULTS/fixtures.log" 2>&1
   local rc=$?
   grep -E "^parity|^FAIL" "$RESULTS/fixtures.log" | head -40
@@ -143,12 +165,12 @@ phase_fixtures() {
 phase_kernel() {
   if [[ "$DEVICE" == cpu ]]; then log "kernel: skipped on the CPU"; return; fi
   log "kernel check -> kernel.jsonl"
-  "$BIN/wan_run" kernel-check --device cuda | tee -a "$RESULTS/kernel.jsonl" || fail "kernel check"
+  bounded "$BIN/wan_run" kernel-check --device cuda | tee -a "$RESULTS/kernel.jsonl" || fail "kernel check"
 }
 
 phase_parity() {
   log "parity (${MODELS_PARITY[*]}) -> parity.jsonl"
-  "$PYTHON" "$ROOT/bench/device/parity.py" --tool "$BIN/wan_run" --out "$RESULTS" --work "$WORK/parity-work" "${MODELS_PARITY[@]}" \
+  bounded "$PYTHON" "$ROOT/bench/device/parity.py" --tool "$BIN/wan_run" --out "$RESULTS" --work "$WORK/parity-work" "${MODELS_PARITY[@]}" \
     2>>"$RESULTS/parity.stderr.log" | tee -a "$RESULTS/parity.log"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || log "parity: FAIL (see parity.stderr.log)"
 }
@@ -170,7 +192,7 @@ phase_parity-full() {
   for r in "${runs[@]}"; do
     log "parity-full ($r) -> parity.jsonl"
     # shellcheck disable=SC2086  # $r is a list of options
-    "$PYTHON" "$ROOT/bench/device/parity.py" "${common[@]}" $r 2>>"$RESULTS/parity.stderr.log" | tee -a "$RESULTS/parity.log"
+    bounded "$PYTHON" "$ROOT/bench/device/parity.py" "${common[@]}" $r 2>>"$RESULTS/parity.stderr.log" | tee -a "$RESULTS/parity.log"
     [[ ${PIPESTATUS[0]} -eq 0 ]] || log "parity-full: FAIL ($r; see parity.stderr.log)"
   done
 }
@@ -180,10 +202,10 @@ bench_pair() {
   local model=$1 size=$2 warmup=$3 iters=$4
   local w=${size%%x*} rest=${size#*x}; local h=${rest%%x*} f=${rest#*x}
   log "ours: $model $size -> ours.jsonl"
-  "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --width "$w" --height "$h" --frames "$f" \
+  bounded "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --width "$w" --height "$h" --frames "$f" \
     --warmup "$warmup" --iters "$iters" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "ours: FAILED ($model $size)"
   log "reference: $model $size -> reference.jsonl"
-  "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" --vae \
+  bounded "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" --vae \
     --warmup "$warmup" --iters "$iters" --out "$RESULTS/reference.jsonl" 2>>"$RESULTS/bench.stderr.log" >/dev/null \
     || log "reference: FAILED ($model $size, see bench.stderr.log)"
 }
@@ -195,8 +217,9 @@ phase_bench-ti2v() {
 
 phase_bench-a14b() {
   if [[ "$DEVICE" == cpu ]]; then log "bench-a14b: skipped on the CPU"; return; fi
+  # 720p first: the issue's DiT-step target. ~25 s per CFG step: one warm-up step, one timed.
+  bench_pair a14b 1280x720x81 1 1
   bench_pair a14b 832x480x81 1 2
-  bench_pair a14b 1280x720x81 1 1  # ~25 s per CFG step: one warm-up step, one timed
 }
 
 # The DiT step with the weights in host memory ('model': a whole-expert upload per call; 'sequential':
@@ -207,7 +230,7 @@ phase_offload() {
   local mode
   for mode in model sequential; do
     log "offload $mode: $model -> offload.jsonl"
-    "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 0 --iters 1 \
+    bounded "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 0 --iters 1 \
       --offload "$mode" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/offload.jsonl" || log "offload $mode: FAILED"
   done
 }
@@ -230,7 +253,7 @@ print(rows[-1].get("sdpa_priority", "").split(",")[0] if rows else "")' "$RESULT
     log "bench-sdpa: the default run tried ${first:-(no bench-a14b row)} first"
   fi
   log "ours with --sdpa-order $order: $model -> ours.jsonl"
-  "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 1 --iters 1 \
+  bounded "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" "${size[@]}" --skip text,vae,rates --warmup 1 --iters 1 \
     --sdpa-order "$order" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "bench-sdpa: FAILED"
 }
 
@@ -250,7 +273,7 @@ phase_pipeline() {
   for r in "${runs[@]}"; do
     log "pipeline ($r) -> pipeline.jsonl"
     # shellcheck disable=SC2086  # $r is a list of options
-    "$BIN/wan_bench" --pipeline $r --device "$DEVICE" --dtype "$DTYPE" --pipeline-steps 2 --json 2>>"$RESULTS/bench.stderr.log" \
+    bounded "$BIN/wan_bench" --pipeline $r --device "$DEVICE" --dtype "$DTYPE" --pipeline-steps 2 --json 2>>"$RESULTS/bench.stderr.log" \
       | tee -a "$RESULTS/pipeline.jsonl" || log "pipeline: FAILED ($r)"
   done
 }
@@ -275,8 +298,12 @@ if [[ " ${phases[*]} " != *" build "* && ! -x "$BIN/wan_bench" ]]; then
 fi
 for p in "${phases[@]}"; do
   declare -F "phase_$p" >/dev/null || fail "unknown phase '$p' (build addon fixtures kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report all)"
+  if [[ "$p" != report ]] && (($(seconds_left) <= 0)); then
+    log "out of call time (CALL_BUDGET_S=$CALL_BUDGET_S): phase $p skipped"
+    continue
+  fi
   start=$SECONDS
   "phase_$p"
   log "$p took $((SECONDS - start)) s"
+  finish
 done
-finish
