@@ -29,14 +29,21 @@ WanAttentionWeights loadAttention(WeightSource& w, const std::string& prefix, in
   return a;
 }
 
-// RMSNorm over the full inner dim (all heads together), computed in float32. The last product is
-// stored in x's dtype directly (computed in float32 and rounded on store, as .to() would round it),
-// which saves a float32 copy of the activation.
+// RMSNorm over the full inner dim (all heads together), computed in float32 and rounded once, after
+// the weight. libtorch >= 2.4 has the op the reference calls (diffusers' torch.nn.RMSNorm ->
+// at::rms_norm): where libtorch has a fused kernel for it (_fused_rms_norm; torch 2.13 declares a
+// CUDA one) that is one pass over q or k instead of the composite's five over a float32 copy, and it
+// gives the composite's values (measured equal on the CPU with torch 2.13, float32 and bfloat16).
+// Older libtorch: the composite, with the last product stored in x's dtype directly.
 at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::rms_norm(x, {x.size(-1)}, weight, eps);
+#else
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor inv = at::rsqrt(xf.pow(2).mean(-1, true).add_(eps));
   at::Tensor out = at::empty(x.sizes(), x.options());
   return at::mul_out(out, xf * inv, weight);
+#endif
 }
 
 // (a.float() + b).to(a.dtype) for a float32 b, without the two float32 copies: libtorch upcasts a
