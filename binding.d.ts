@@ -32,6 +32,8 @@ export interface NativeRuntimeInfo {
   libtorchVersion: string;
   flavour: 'cpu' | 'cuda';
   cudaAvailable: boolean;
+  /** The CUDA build's fused kernels run where they apply (false in a CPU build, and with WAN_FUSED_KERNELS=0). */
+  fusedKernels: boolean;
   cudaDeviceCount: number;
   threads: number;
   /** cpu first, then each visible CUDA device; `model`/`totalMemory`/`computeCapability` of GPUs come from the CUDA runtime. */

@@ -6,6 +6,9 @@ export interface RuntimeInfo {
   /** 'cuda' when built against a CUDA libtorch. */
   flavour: 'cpu' | 'cuda';
   cudaAvailable: boolean;
+  /** The CUDA build's fused kernels (LayerNorm + modulation) run where they apply; false in a CPU build and
+   *  with WAN_FUSED_KERNELS=0, which runs the reference formulas instead. */
+  fusedKernels: boolean;
   /** Intra-op threads libtorch uses on the CPU. */
   threads: number;
   devices: Array<{ type: 'cpu' | 'cuda'; name: string; index?: number; totalMemory?: number }>;
@@ -20,6 +23,7 @@ export function runtimeInfo(): RuntimeInfo {
     libtorchVersion: info.libtorchVersion,
     flavour: info.flavour,
     cudaAvailable: info.cudaAvailable,
+    fusedKernels: info.fusedKernels,
     threads: info.threads,
     devices: info.devices,
     addonPath: nativePath(),

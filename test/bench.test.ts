@@ -282,24 +282,31 @@ describe('bench/device/fixture_parity.mjs (the golden fixtures through the addon
   });
 });
 
-// The device tool cuts a call off at its limit and returns only what is under $OUT by then, so
-// run.sh keeps to CALL_BUDGET_S: a command still running when the budget is spent is stopped,
-// later phases are skipped, and what finished plus the report are in $OUT. A stand-in wan_bench
-// that prints its JSON line and then hangs plays a phase that would overrun the call.
-describe('bench/device/run.sh (the device call script) within its call budget', () => {
-  it('stops a phase that overruns, skips the rest, and still leaves its results and the report in $OUT', () => {
-    const work = path.join(tmp, 'device-work');
+// bench/device/run.sh on stand-in binaries: each phase's control flow (call budget, kernel-check
+// fallback) without a GPU, a build or torch. The device tool cuts a call off at its limit and
+// returns only what is under $OUT by then, so run.sh keeps to CALL_BUDGET_S.
+describe('bench/device/run.sh (the device call script) on stand-in binaries', () => {
+  const offloadRow = { model: 'small', width: 64, height: 64, frames: 5, dit_step: { seconds_min: 1 }, dit_step_offload: { offload: 'model', seconds_min: 2, matches_resident: true } };
+  // A work folder whose build/Release holds the given shell scripts; run.sh then needs no build.
+  const workWith = (name: string, tools: Record<string, string>) => {
+    const work = path.join(tmp, name);
     const release = path.join(work, 'build', 'Release');
     mkdirSync(release, { recursive: true });
-    const row = { model: 'small', width: 64, height: 64, frames: 5, dit_step: { seconds_min: 1 }, dit_step_offload: { offload: 'model', seconds_min: 2, matches_resident: true } };
-    writeFileSync(path.join(release, 'wan_bench'), `#!/bin/sh\necho '${JSON.stringify(row)}'\nexec sleep 120\n`, { mode: 0o755 });
-    const out = path.join(work, 'out');
-    const started = Date.now();
-    const p = spawnSync('bash', [path.join(ROOT, 'bench', 'device', 'run.sh'), 'offload', 'bench-sdpa', 'report'], {
-      env: { ...process.env, WAN_DEVICE: 'cpu', WAN_DEVICE_WORK: work, OUT: out, PYTHON: 'python3', DIFFUSERS_SRC: path.join(work, 'none'), CALL_BUDGET_S: '8', REPORT_RESERVE_S: '2' },
+    for (const [tool, body] of Object.entries(tools)) writeFileSync(path.join(release, tool), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    return work;
+  };
+  const runSh = (work: string, phases: string[], env: Record<string, string> = {}) =>
+    spawnSync('bash', [path.join(ROOT, 'bench', 'device', 'run.sh'), ...phases], {
+      env: { ...process.env, WAN_DEVICE: 'cpu', WAN_DEVICE_WORK: work, OUT: path.join(work, 'out'), PYTHON: 'python3', DIFFUSERS_SRC: path.join(work, 'none'), WAN_FUSED_KERNELS: '', ...env },
       encoding: 'utf8',
       timeout: 60_000,
     });
+
+  it('stops a phase that overruns its call budget, skips the rest, and still leaves its results and the report in $OUT', () => {
+    // A wan_bench that prints its JSON line, then hangs: a phase that would overrun the call.
+    const work = workWith('budget', { wan_bench: `echo '${JSON.stringify(offloadRow)}'\nexec sleep 120` });
+    const started = Date.now();
+    const p = runSh(work, ['offload', 'bench-sdpa', 'report'], { CALL_BUDGET_S: '8', REPORT_RESERVE_S: '2' });
     const seconds = (Date.now() - started) / 1000;
     expect(p.status, p.stdout + p.stderr).toBe(0);
     expect(seconds).toBeLessThan(30); // the stand-in alone would take 240 s
@@ -307,8 +314,30 @@ describe('bench/device/run.sh (the device call script) within its call budget', 
     expect(p.stdout).toMatch(/out of call time: not started: wan_bench/); // offload's second mode
     expect(p.stdout).toMatch(/phase bench-sdpa skipped/);
     // The stopped command's line came back, without the script's own log lines mixed in.
-    const lines = readFileSync(path.join(out, 'offload.jsonl'), 'utf8').trim().split('\n');
-    expect(lines.map((l) => JSON.parse(l))).toEqual([row]);
-    expect(readFileSync(path.join(out, 'summary.md'), 'utf8')).toContain('| small 64x64x5 | model | 1 s | 2 s |');
+    const lines = readFileSync(path.join(work, 'out', 'offload.jsonl'), 'utf8').trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l))).toEqual([offloadRow]);
+    expect(readFileSync(path.join(work, 'out', 'summary.md'), 'utf8')).toContain('| small 64x64x5 | model | 1 s | 2 s |');
+  });
+
+  it('a failed kernel check turns the fused kernels off for the later phases and calls instead of ending the call', () => {
+    // wan_bench reports the WAN_FUSED_KERNELS it ran under; wan_run's kernel check fails, later passes.
+    const bench = `echo "{\\"model\\":\\"a14b\\",\\"width\\":832,\\"height\\":480,\\"frames\\":81,\\"switch\\":\\"\${WAN_FUSED_KERNELS:-unset}\\"}"`;
+    const work = workWith('kernel', { wan_bench: bench, wan_run: `echo '{"kernel_check":"FAIL"}'\nexit 1` });
+    const cuda = { WAN_DEVICE: 'cuda' };
+    const offloadLines = () => readFileSync(path.join(work, 'results', 'offload.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).switch);
+
+    const first = runSh(work, ['kernel', 'offload'], cuda);
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/kernel check FAILED: the fused kernels are off/);
+    expect(offloadLines()).toEqual(['0', '0']); // 'model' and 'sequential'
+
+    const second = runSh(work, ['offload'], cuda); // a later call: the marker carries the switch
+    expect(second.stdout).toMatch(/an earlier kernel check failed: WAN_FUSED_KERNELS=0/);
+    expect(offloadLines()).toEqual(['0', '0', '0', '0']);
+
+    writeFileSync(path.join(work, 'build', 'Release', 'wan_run'), `#!/bin/sh\necho '{"kernel_check":"pass"}'\n`, { mode: 0o755 });
+    const third = runSh(work, ['kernel', 'offload'], cuda);
+    expect(third.status, third.stdout + third.stderr).toBe(0);
+    expect(offloadLines()).toEqual(['0', '0', '0', '0', 'unset', 'unset']);
   });
 });

@@ -1,4 +1,5 @@
 // runtimeInfo(): what this installation runs on.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -36,6 +37,22 @@ describe('runtimeInfo', () => {
       expect(d).toMatchObject({ type: 'cuda', name: `cuda:${i}`, index: i });
       expect(d.totalMemory).toBeGreaterThan(0);
     });
+  });
+
+  it('reports the fused kernels: on in a CUDA build unless WAN_FUSED_KERNELS=0, never in a CPU build', () => {
+    // The switch is read once per process: each setting gets a process of its own.
+    const probe = (value: string) =>
+      JSON.parse(
+        execFileSync(process.execPath, ['-e', 'console.log(JSON.stringify(require(process.argv[1]).runtimeInfo()))', nativePath()], {
+          env: { ...process.env, WAN_FUSED_KERNELS: value },
+          encoding: 'utf8',
+        }),
+      );
+    const on = probe('1'), unset = probe(''), off = probe('0');
+    expect(on.fusedKernels).toBe(on.flavour === 'cuda');
+    expect(unset.fusedKernels).toBe(on.flavour === 'cuda');
+    expect(off.fusedKernels).toBe(false);
+    expect(runtimeInfo().fusedKernels).toBe(native().runtimeInfo().fusedKernels);
   });
 });
 

@@ -41,6 +41,13 @@ def gib(v):
     return "-" if not v else f"{v / 2**30:.1f} GiB"
 
 
+def fused_note(o):
+    # Only where a CUDA build could have them: a CPU build never does.
+    if o.get("device", "cpu").startswith("cpu") or "fused_kernels" not in o:
+        return ""
+    return "; fused kernels on" if o["fused_kernels"] else "; fused kernels OFF (WAN_FUSED_KERNELS=0)"
+
+
 def main():
     out = sys.argv[1]
     rows = []
@@ -92,7 +99,8 @@ def main():
         rates = o.get("rates") or {}
         bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.3g')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.3g')} TFLOP/s"
                      f" ({rates.get('attention_backend', '-')}; at DiT shape: {o.get('sdpa_backend_at_dit_shape', '-')},"
-                     f" order tried: {o.get('sdpa_priority', '-')}; reference: {(ref.get('dit_step') or {}).get('sdpa_backend', '-')}) | | | | | |")
+                     f" order tried: {o.get('sdpa_priority', '-')}; reference: {(ref.get('dit_step') or {}).get('sdpa_backend', '-')})"
+                     f"{fused_note(o)} | | | | | |")
         by_backend = o.get("attention_tflops_at_dit_shape") or {}
         if by_backend:
             each = ", ".join(f"{name} {fmt(v, '.3g')}" if v is not None else f"{name} does not take it" for name, v in by_backend.items())

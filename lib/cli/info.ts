@@ -30,7 +30,8 @@ function formatCount(n: number): string {
 function printRuntime(info: RuntimeInfo, ffmpeg: string): void {
   const lines = [
     `libtorch   ${info.libtorchVersion} (${info.flavour} build), ${info.threads} CPU threads`,
-    `CUDA       ${info.cudaAvailable ? 'available' : 'not available'}`,
+    `CUDA       ${info.cudaAvailable ? 'available' : 'not available'}` +
+      (info.flavour === 'cuda' ? `, fused kernels ${info.fusedKernels ? 'on' : 'off (WAN_FUSED_KERNELS=0)'}` : ''),
     ...info.devices.map(
       (d) => `device     ${d.type}${d.index !== undefined ? `:${d.index}` : ''} ${d.name}` + (d.totalMemory ? ` (${formatBytes(d.totalMemory)})` : ''),
     ),

@@ -20,6 +20,7 @@
 #include "core/safetensors.h"
 #include "core/tensor_io.h"
 #include "js_tensor.h"
+#include "kernels/modulation.h"
 
 #ifdef WAN_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -39,6 +40,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("flavour", "cpu");
 #endif
   o.Set("cudaAvailable", Napi::Boolean::New(env, cudaAvailable()));
+  o.Set("fusedKernels", Napi::Boolean::New(env, fusedKernelsEnabled()));
   o.Set("cudaDeviceCount", Napi::Number::New(env, cudaDeviceCount()));
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
   Napi::Array devices = Napi::Array::New(env);

@@ -4,7 +4,26 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cstdlib>
+#include <cstring>
+
 namespace wan {
+
+// Whether the fused CUDA kernels run where they apply: built with WAN_WITH_CUDA and not turned off
+// by WAN_FUSED_KERNELS=0 (read once per process). Off, the reference formulas run everywhere: the
+// switch that rules the kernels out when a GPU result looks wrong (run.sh sets it when
+// `wan_run kernel-check` fails).
+inline bool fusedKernelsEnabled() {
+#ifdef WAN_WITH_CUDA
+  static const bool enabled = [] {
+    const char* v = std::getenv("WAN_FUSED_KERNELS");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return enabled;
+#else
+  return false;
+#endif
+}
 
 // The reference (FP32LayerNorm, float32 modulation, then the model dtype), exactly what
 // WanTransformer::block computes today. x [B, S, dim]; scale and shift float32, broadcastable to
@@ -24,11 +43,11 @@ bool fusedLayerNormModulateApplies(const at::Tensor& x, const at::Tensor& scale,
 at::Tensor fusedLayerNormModulate(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, double eps);
 #endif
 
-// The fused kernel when it applies, else the reference.
+// The fused kernel when it applies and is enabled, else the reference.
 inline at::Tensor layerNormModulate(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, double eps,
                                     at::ScalarType outDtype) {
 #ifdef WAN_WITH_CUDA
-  if (fusedLayerNormModulateApplies(x, scale, shift, outDtype)) return fusedLayerNormModulate(x, scale, shift, eps);
+  if (fusedKernelsEnabled() && fusedLayerNormModulateApplies(x, scale, shift, outDtype)) return fusedLayerNormModulate(x, scale, shift, eps);
 #endif
   return layerNormModulateReference(x, scale, shift, eps, outDtype);
 }

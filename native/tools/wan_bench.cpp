@@ -48,6 +48,7 @@
 #include "core/errors.h"
 #include "core/model_config.h"
 #include "core/tensor_io.h"
+#include "kernels/modulation.h"
 #include "models/attention.h"
 #include "models/umt5_encoder.h"
 #include "models/wan_transformer.h"
@@ -522,6 +523,7 @@ int main(int argc, char** argv) {
       j.add("sdpa_backend_at_dit_shape", sdpaAtShape);
       j.add("sdpa_order", sdpaOrder.empty() ? std::string("default") : sdpaOrder).add("sdpa_order_applied", sdpaOrderApplied);
       j.add("sdpa_priority", sdpaPriority);
+      j.add("fused_kernels", fusedKernelsEnabled());
       JsonObject byBackend;
       for (const auto& [name, rate] : attentionAtDitShape) byBackend.add(name, rate / 1e12);
       j.add("attention_tflops_at_dit_shape", byBackend);
