@@ -154,7 +154,10 @@ ensure_node() {
 }
 
 phase_addon() {
-  if [[ ! -f "$BIN/wan_video.node" ]]; then log "addon: not built (needs .device/napi from scripts/prepare-device.sh)"; return; fi
+  if [[ ! -f "$BIN/wan_video.node" ]]; then
+    if [[ -d "$ROOT/.device/napi" ]]; then log "addon: FAILED to build (build.log)"; else log "addon: not built (needs .device/napi from scripts/prepare-device.sh)"; fi
+    return 1
+  fi
   ensure_node || return
   log "addon: runtimeInfo() -> addon.json"
   "$WORK/bin/node" -e "console.log(JSON.stringify(require(process.argv[1]).runtimeInfo()))" "$BIN/wan_video.node" \
