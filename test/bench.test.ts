@@ -134,6 +134,17 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     expect(noIndex.stderr).toContain('--index is required');
   });
 
+  it('runs a bfloat16 DiT step without a libtorch warning', () => {
+    // libtorch >= 2.4 warns when at::rms_norm gets a weight in another dtype than its input, and
+    // then skips its fused kernel: the q/k norm weights must be in the model dtype.
+    const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'small', '--device', 'cpu', '--dtype', 'bfloat16', '--warmup', '0', '--iters', '1', '--skip', 'text,vae,rates', '--json'], {
+      encoding: 'utf8',
+    });
+    expect(p.status, p.stderr).toBe(0);
+    expect(JSON.parse(p.stdout.trim()).dit_step.seconds_min).toBeGreaterThan(0);
+    expect(p.stderr).not.toMatch(/warning/i);
+  });
+
   it('names a bad model in its error and exits 1', () => {
     const p = spawnSync(path.join(binDir, 'wan_bench'), ['--model', 'huge'], { encoding: 'utf8' });
     expect(p.status).toBe(1);

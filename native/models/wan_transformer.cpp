@@ -24,8 +24,10 @@ WanAttentionWeights loadAttention(WeightSource& w, const std::string& prefix, in
   a.toK = loadLinear(w, prefix + ".to_k", dim, dim, dtype);
   a.toV = loadLinear(w, prefix + ".to_v", dim, dim, dtype);
   a.toOut = loadLinear(w, prefix + ".to_out.0", dim, dim, dtype);
-  a.normQ = w.get(prefix + ".norm_q.weight", {dim}, at::kFloat);
-  a.normK = w.get(prefix + ".norm_k.weight", {dim}, at::kFloat);
+  // In the model dtype, as diffusers loads them (norm_q/norm_k are not among its float32 modules);
+  // at::rms_norm takes its fused kernel only when the weight's dtype is the input's.
+  a.normQ = w.get(prefix + ".norm_q.weight", {dim}, dtype);
+  a.normK = w.get(prefix + ".norm_k.weight", {dim}, dtype);
   return a;
 }
 

@@ -35,7 +35,7 @@ struct WanLinear {
 
 struct WanAttentionWeights {
   WanLinear toQ, toK, toV, toOut;
-  at::Tensor normQ, normK;  // RMSNorm weights over the full inner dim (float32)
+  at::Tensor normQ, normK;  // RMSNorm weights over the full inner dim (model dtype)
 };
 
 struct WanBlockWeights {
