@@ -130,10 +130,10 @@ phase_build() {
   log "build -j$JOBS"
   local targets=()
   [[ -n "${BUILD_TARGETS:-}" ]] && targets=(--target $BUILD_TARGETS)
-  # Keep going past a failed target: an addon that does not compile must not cost the benchmarks
-  # and parity, which need only wan_bench and wan_run.
   # No stale addon from an earlier build may stand in for one that failed now (relinking is cheap).
   rm -f "$BIN/wan_video.node"
+  # Keep going past a failed target: an addon that does not compile must not cost the benchmarks
+  # and parity, which need only wan_bench and wan_run.
   local keep_going=(-k)
   [[ ${#gen[@]} -gt 0 ]] && keep_going=(-k 0)
   if ! bounded cmake --build "$WORK/build" -j "$JOBS" "${targets[@]}" -- "${keep_going[@]}" >>"$RESULTS/build.log" 2>&1; then
