@@ -14,9 +14,10 @@
 //                (a swap overlaps compute only where both fit: the two experts are never resident
 //                together).
 //   'sequential' DiT blocks stream from pinned host memory: the non-block DiT weights (patch and
-//                condition embedders, head: ~8*dim^2 + (4096 + 256)*dim parameters) stay, plus the
-//                running block and the prefetched next one (2 x largest block); the text encoder
-//                whole (when on the device); the VAE whole but decoding in tiles (see below).
+//                condition embedders, head: ~8*dim^2 + (4096 + 256)*dim parameters) stay, plus at
+//                most three blocks (3 x largest block: the one the GPU may still be running, the
+//                current one and the prefetched next one); the text encoder whole (when on the
+//                device); the VAE whole but decoding in tiles (see below).
 //
 // Activations, counted from the code paths (batch 1 per forward: CFG runs cond and uncond one
 // after the other; attention is fused, so no tokens^2 matrix):
@@ -53,6 +54,8 @@ export const VAE_WORKSET_FACTOR = 8; // input, conv output, norm/activation temp
 export const VAE_DEFAULT_TILE = 256; // pixels: diffusers' tile_sample_min_height/width
 export const TEXT_ENCODE_ACTIVATION_BYTES = 256 * 1024 ** 2;
 export const OVERHEAD_BYTES = 1.5 * 1024 ** 3;
+/** 'sequential': DiT blocks on the device at once (native/models/wan_transformer.cpp bounds its look-ahead to this). */
+export const STREAMED_BLOCKS = 3;
 const TEXT_DIM = 4096; // umt5-xxl d_model: the DiT's text embedder input in every Wan2.2 model
 const FREQ_DIM = 256;
 
@@ -139,7 +142,7 @@ export function estimateMemory(model: MemoryModel, request: MemoryRequest): Reco
   const vae = p.vae * vaeBytes;
   const { dim } = model.dit;
   const ditNonBlock = Math.min(p.transformer, 8 * dim * dim + (TEXT_DIM + FREQ_DIM) * dim) * bytes;
-  const streamedDit = ditNonBlock + 2 * model.largestBlockParameters * bytes;
+  const streamedDit = ditNonBlock + STREAMED_BLOCKS * model.largestBlockParameters * bytes;
 
   const textActivations = textEncoder > 0 ? TEXT_ENCODE_ACTIVATION_BYTES : 0;
   const ditActivations = ditActivationBytes(model, ditTokens(model, request), request.dtype);

@@ -7,7 +7,9 @@
 #include <thread>
 
 #ifdef WAN_WITH_CUDA
+#include <ATen/cuda/CachingHostAllocator.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <torch/version.h>
 #endif
 
 #include "errors.h"
@@ -23,6 +25,16 @@ void releaseCachedDeviceMemory(at::Device device) {
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #else
   (void)device;
+#endif
+}
+
+void releaseCachedPinnedMemory() {
+#ifdef WAN_WITH_CUDA
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 7)
+  at::getHostAllocator(at::kCUDA)->empty_cache();  // the device-generic host allocator (torch >= 2.7)
+#else
+  at::cuda::CachingHostAllocator_emptyCache();
+#endif
 #endif
 }
 

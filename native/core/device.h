@@ -21,6 +21,11 @@ int cudaDeviceCount();
 // another: without this, a dropped expert's 28.6 GB would stay reserved through the decode.
 void releaseCachedDeviceMemory(at::Device device);
 
+// Hands libtorch's cached page-locked host memory back to the system (CUDA builds; else a no-op).
+// The host allocator caches freed pinned blocks for reuse, so offloaded weights would otherwise stay
+// locked in RAM after their model is gone.
+void releaseCachedPinnedMemory();
+
 // TF32 in float32 matrix products (cuBLAS) and convolutions (cuDNN), Ampere and later. Off for
 // parity runs: TF32 keeps 10 mantissa bits, which puts the float32 VAE's convolutions ~1e-3 off.
 // Never called, libtorch's defaults hold (cuBLAS off, cuDNN on), as for the reference. Process-wide;

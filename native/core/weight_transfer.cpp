@@ -4,6 +4,7 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <algorithm>
+#include <thread>
 
 namespace wan {
 
@@ -89,6 +90,20 @@ void UploadStream::synchronize() const {
   c10::impl::VirtualGuardImpl impl(device_.type());
   impl.synchronizeStream(impl.getStream(device_));
   impl.synchronizeStream(stream_);
+}
+
+std::shared_ptr<c10::Event> UploadStream::mark() const {
+  if (!async_) return nullptr;
+  auto event = std::make_shared<c10::Event>(device_.type());
+  event->record(c10::impl::VirtualGuardImpl(device_.type()).getStream(device_));
+  return event;
+}
+
+void UploadStream::waitFor(const std::shared_ptr<c10::Event>& mark) {
+  // c10::Event has no host wait in every libtorch this builds with (1.13 lacks one); the device is
+  // a block or two from the mark, so polling is short.
+  if (!mark) return;
+  while (!mark->query()) std::this_thread::yield();
 }
 
 at::Device DeviceVisit::enter(const ForEachWeight& forEach, at::Device from, at::Device to) {

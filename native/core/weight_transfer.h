@@ -77,6 +77,14 @@ class UploadStream {
   // room for others, so the freed memory is really free (the peak stays one component).
   void synchronize() const;
 
+  // A mark at this point of the current stream's queued work (null where copies are synchronous),
+  // and a host wait until the device has passed it. Streaming uses them to keep the host at most a
+  // few blocks ahead of the device: the caching allocator hands a dropped block's memory to the next
+  // upload only once the compute that read it has run, so a host queueing far ahead would make
+  // every upload allocate anew (reserved memory growing towards the whole model).
+  std::shared_ptr<c10::Event> mark() const;
+  static void waitFor(const std::shared_ptr<c10::Event>& mark);
+
  private:
   at::Device device_;
   bool async_;          // CUDA: a side stream and events

@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <deque>
 
 #include "attention.h"
 #include "core/errors.h"
@@ -200,20 +201,21 @@ void WanTransformer::to(at::Device device) {
   placement_ = WeightPlacement::Resident;
 }
 
-void WanTransformer::keepOnHost(at::Device device) {
+void WanTransformer::keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads) {
   onDevice_.reset();
   if (placement_ == WeightPlacement::Resident) {
     // Pinned host memory makes the uploads asynchronous DMA copies; on the CPU the weights stay as
     // they are (mapped from the checkpoint when the dtype matches).
+    // (The arena copies from wherever a weight is, the device included: one copy, no pageable hop.)
     HostArena arena(/*pin=*/device.is_cuda());
-    forEachWeight([&](at::Tensor& t) { t = device.is_cuda() ? arena.copy(t.to(at::kCPU)) : t.to(at::kCPU); });
+    forEachWeight([&](at::Tensor& t) { t = device.is_cuda() ? arena.copy(t) : t.to(at::kCPU); });
   }
   device_ = device;
-  uploader_ = std::make_unique<UploadStream>(device);
+  uploader_ = uploads ? std::move(uploads) : std::make_shared<UploadStream>(device);
 }
 
-void WanTransformer::offload(at::Device device) {
-  keepOnHost(device);
+void WanTransformer::offload(at::Device device, std::shared_ptr<UploadStream> uploads) {
+  keepOnHost(device, std::move(uploads));
   placement_ = WeightPlacement::Offloaded;
 }
 
@@ -238,8 +240,8 @@ void WanTransformer::release() {
   onDevice_.reset();
 }
 
-void WanTransformer::streamBlocks(at::Device device) {
-  keepOnHost(device);
+void WanTransformer::streamBlocks(at::Device device, std::shared_ptr<UploadStream> uploads) {
+  keepOnHost(device, std::move(uploads));
   placement_ = WeightPlacement::Streamed;
   onDevice_ = uploadOuter();
 }
@@ -397,7 +399,10 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   at::Tensor text = outer.textLinear2(at::gelu(outer.textLinear1(context), "tanh"));
 
   // ---- blocks. Streaming (a device copy without blocks): block i+1 uploads on the side stream
-  // while block i runs, and block i's copy is dropped when its compute is queued.
+  // while block i runs, and block i's copy is dropped when its compute is queued. Before block i+1's
+  // upload starts, the host waits until the device has finished block i-2 (whose copy was dropped
+  // after it): the upload then reuses that memory, and the device holds at most blocks i-1 (still
+  // running), i and i+1, while the host stays a block ahead so the device never idles.
   struct Visiting {
     WanBlockWeights weights;
     Upload upload;
@@ -410,6 +415,7 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   std::string backend;  // what SDPA picks for block 0's self-attention (the same in every block)
   const bool streamed = copy && copy->blocks.empty();
   std::unique_ptr<Visiting> next;
+  std::deque<std::shared_ptr<c10::Event>> doneMarks;  // streaming: after each block's copy was dropped
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (ctx) ctx->checkCancelled();
     if (!copy) {
@@ -418,11 +424,16 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
       uploader_->await(copy->blockUploads[i]);
       x = block(copy->blocks[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
     } else {
-      Visiting current = next ? std::move(*next) : startVisit(i);
-      next.reset();
+      auto current = next ? std::move(next) : std::make_unique<Visiting>(startVisit(i));
+      if (doneMarks.size() >= 2) {
+        UploadStream::waitFor(doneMarks.front());
+        doneMarks.pop_front();
+      }
       if (i + 1 < blocks_.size()) next = std::make_unique<Visiting>(startVisit(i + 1));
-      uploader_->await(current.upload);
-      x = block(current.weights, x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
+      uploader_->await(current->upload);
+      x = block(current->weights, x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
+      current.reset();  // dropped before the mark: when the device passes it, the memory is reusable
+      doneMarks.push_back(uploader_->mark());
     }
     if (debug) debug->add("block_" + std::to_string(i) + "_out", x);
   }

@@ -83,8 +83,10 @@ class WanTransformer {
   // Resident: every weight on `device` (a synchronous move).
   void to(at::Device device);
   // Offloaded: every weight in host memory (pinned when `device` is a GPU), computing on `device`.
-  // A forward() without upload() streams the blocks like Streamed.
-  void offload(at::Device device);
+  // A forward() without upload() streams the blocks like Streamed. `uploads` (uploading to `device`;
+  // a new one when null): models that take turns on a device share one, because the caching
+  // allocator reuses a dropped upload's memory only for later allocations on the same stream.
+  void offload(at::Device device, std::shared_ptr<UploadStream> uploads = nullptr);
   // Offloaded: starts copying every weight to the device on a side stream and returns; forward()
   // waits block by block, so the first forward overlaps the rest of the upload. No-op otherwise.
   void upload();
@@ -92,7 +94,8 @@ class WanTransformer {
   void release();
   // Streamed: blocks in (pinned) host memory visit `device` one at a time during forward(), the
   // next one prefetched on a side stream while the current one runs; the outer layers stay there.
-  void streamBlocks(at::Device device);
+  // At most three blocks are on the device at once. `uploads`: as for offload().
+  void streamBlocks(at::Device device, std::shared_ptr<UploadStream> uploads = nullptr);
   WeightPlacement placement() const { return placement_; }
   // Bytes of weights held on the compute device between forwards (Resident: all; Offloaded: all
   // after upload(), none after release(); Streamed: the outer layers).
@@ -112,7 +115,7 @@ class WanTransformer {
   static void forEachOuterWeight(WanOuterWeights& o, const std::function<void(at::Tensor&)>& fn);
   static void forEachBlockWeight(WanBlockWeights& b, const std::function<void(at::Tensor&)>& fn);
   // Moves every weight to host memory (packed and pinned for a GPU) and computes on `device`.
-  void keepOnHost(at::Device device);
+  void keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
                        const at::Tensor* rope, std::string* backend = nullptr) const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
@@ -142,7 +145,7 @@ class WanTransformer {
     std::vector<WanBlockWeights> blocks;
     std::vector<Upload> blockUploads;
   };
-  std::unique_ptr<UploadStream> uploader_;
+  std::shared_ptr<UploadStream> uploader_;
   std::unique_ptr<DeviceCopy> onDevice_;
   // A device copy holding the outer layers, their upload started.
   std::unique_ptr<DeviceCopy> uploadOuter() const;

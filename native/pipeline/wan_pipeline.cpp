@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/rng.h"
 #include "core/tensor_io.h"
+#include "core/weight_transfer.h"
 #include "models/expert_pair.h"
 #include "models/scheduler.h"
 #include "models/umt5_encoder.h"
@@ -89,7 +90,13 @@ class ActiveExpert {
 
 }  // namespace
 
-WanPipeline::~WanPipeline() = default;
+WanPipeline::~WanPipeline() {
+  // Offloaded weights sat in pinned host memory, which libtorch's host allocator keeps cached when
+  // freed: hand it back to the system with the pipeline (an A14B pair holds ~57 GB of it).
+  const bool pinned = options_.device.is_cuda() && options_.offload != "none";
+  experts_.reset();
+  if (pinned) releaseCachedPinnedMemory();
+}
 
 const TransformerConfig& WanPipeline::transformerConfig() const { return experts_->expert(ExpertPair::Expert::High).config(); }
 const VaeConfig& WanPipeline::vaeConfig() const { return vae_->config(); }
@@ -127,10 +134,14 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   // offload modes run the same code, and their "uploads" return the very tensors (no copies). The
   // text encoder visits its device only while encoding, in every mode: its ~11 GB need not stay on
   // the GPU through the denoise loop.
+  // The experts take turns on the device through one upload stream: the caching allocator reuses
+  // memory only within a stream, so with one each the second expert would allocate anew beside the
+  // first one's dropped (but still reserved) copy.
   const at::Device home = options.offload == "none" ? options.device : at::Device(at::kCPU);
+  const auto uploads = options.offload == "none" ? nullptr : std::make_shared<UploadStream>(options.device);
   auto place = [&](WanTransformer& expert) {
-    if (options.offload == "model") expert.offload(options.device);
-    if (options.offload == "sequential") expert.streamBlocks(options.device);
+    if (options.offload == "model") expert.offload(options.device, uploads);
+    if (options.offload == "sequential") expert.streamBlocks(options.device, uploads);
   };
   ctx.checkCancelled();
   p->textEncoder_ = builders.textEncoder((root / "text_encoder").string(), options.dtype, at::kCPU);
@@ -174,14 +185,31 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   return p;
 }
 
-at::Tensor WanPipeline::encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx) {
-  const std::string key = PromptCache::keyOf(ids, mask);
-  if (auto hit = promptCache_.get(key)) return *hit;
+std::vector<at::Tensor> WanPipeline::encodeTexts(const std::vector<TokenizedText>& texts, const RunContext& ctx) {
+  std::vector<at::Tensor> embeds(texts.size());
+  std::vector<std::string> keys(texts.size());
+  bool allCached = true;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    keys[i] = PromptCache::keyOf(texts[i].ids, texts[i].mask);
+    if (auto hit = promptCache_.get(keys[i])) embeds[i] = *hit;
+    else allCached = false;
+  }
+  if (allCached) return embeds;
+  // One visit for all of them: on a GPU each visit uploads the whole encoder (~11 GB).
   const at::Device device = options_.textEncoderDevice;
-  Visit<Umt5Encoder> visit(*textEncoder_, device);
-  at::Tensor hidden = textEncoder_->encode(ids.to(device), mask.to(device), &ctx);
-  at::Tensor embeds = zeroPastPromptLengths(hidden, mask.to(device)).to(at::kCPU);
-  promptCache_.put(key, embeds);
+  {
+    Visit<Umt5Encoder> visit(*textEncoder_, device);
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (embeds[i].defined()) continue;
+      const at::Tensor mask = texts[i].mask.to(device);
+      at::Tensor hidden = textEncoder_->encode(texts[i].ids.to(device), mask, &ctx);
+      embeds[i] = zeroPastPromptLengths(hidden, mask).to(at::kCPU);
+      promptCache_.put(keys[i], embeds[i]);
+    }
+  }
+  // With offload, the encoder's memory goes back to the driver: the experts upload on their own
+  // stream, which cannot reuse what the encoder's (the compute stream's) cache holds.
+  if (options_.offload != "none") releaseCachedDeviceMemory(device);
   return embeds;
 }
 
@@ -242,14 +270,18 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   textEvent.totalSteps = 1;
   ctx.progress(textEvent);
   const bool cfg = r.guidanceScale > 1.0;
-  at::Tensor cond = r.promptEmbeds.defined() ? r.promptEmbeds.to(at::kFloat) : encodeText(r.promptIds, r.promptMask, ctx);
+  if (cfg && !r.negativeEmbeds.defined() && !r.negativeIds.defined())
+    throwBadArgument("guidanceScale > 1 needs a negative prompt (or negativePromptEmbeds)");
+  std::vector<TokenizedText> texts;  // what the text encoder encodes: the prompt, the negative one
+  if (!r.promptEmbeds.defined()) texts.push_back({r.promptIds, r.promptMask});
+  if (cfg && !r.negativeEmbeds.defined()) texts.push_back({r.negativeIds, r.negativeMask});
+  const std::vector<at::Tensor> encoded = encodeTexts(texts, ctx);
+  at::Tensor cond = r.promptEmbeds.defined() ? r.promptEmbeds.to(at::kFloat) : encoded.front();
   const int64_t batch = cond.size(0);
   if (cond.dim() != 3 || cond.size(2) != tc.textDim) throwBadArgument("option 'promptEmbeds' has shape " + shapeString(cond.sizes()) + ", expected [B, L, " + std::to_string(tc.textDim) + "]");
   at::Tensor uncond;
   if (cfg) {
-    if (r.negativeEmbeds.defined()) uncond = r.negativeEmbeds.to(at::kFloat);
-    else if (r.negativeIds.defined()) uncond = encodeText(r.negativeIds, r.negativeMask, ctx);
-    else throwBadArgument("guidanceScale > 1 needs a negative prompt (or negativePromptEmbeds)");
+    uncond = r.negativeEmbeds.defined() ? r.negativeEmbeds.to(at::kFloat) : encoded.back();
     requireShape(uncond, cond.sizes().vec(), "negativePromptEmbeds");
   }
   out.promptEmbeds = cond;

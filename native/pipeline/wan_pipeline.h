@@ -33,6 +33,11 @@ struct PipelineOptions {
   std::string offload = "none";           // none | model | sequential
 };
 
+// One prompt's token ids and attention mask, [B, L] int64.
+struct TokenizedText {
+  at::Tensor ids, mask;
+};
+
 struct GenerateRequest {
   // Conditioning: token ids + masks ([B, L] int64) to encode, or ready embeddings [B, 512, D].
   at::Tensor promptIds, promptMask, negativeIds, negativeMask;
@@ -100,7 +105,9 @@ class WanPipeline {
 
  private:
   WanPipeline() = default;
-  at::Tensor encodeText(const at::Tensor& ids, const at::Tensor& mask, const RunContext& ctx);
+  // Prompt embeddings [B, 512, D] (rows past each prompt's length zeroed) on the CPU, one per
+  // text, from the prompt cache or encoded in one visit of the text encoder to its device.
+  std::vector<at::Tensor> encodeTexts(const std::vector<TokenizedText>& texts, const RunContext& ctx);
   void validate(const GenerateRequest& r) const;
   void updateResidentWeightBytes();
 
