@@ -42,10 +42,14 @@ at::Tensor fusedLayerNormModulate(const at::Tensor& xIn, const at::Tensor& scale
   at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
   // A broadcast token dimension (size 1) has token stride 0 for the kernel.
   auto tokenStride = [](const at::Tensor& m) { return m.size(1) == 1 ? int64_t{0} : m.stride(1); };
-  const int rc = wan_layer_norm_modulate(x.data_ptr(), out.data_ptr(), kernelDtype(x.scalar_type()), scale.data_ptr<float>(),
+  int rc = wan_layer_norm_modulate(x.data_ptr(), out.data_ptr(), kernelDtype(x.scalar_type()), scale.data_ptr<float>(),
                                          scale.stride(0), tokenStride(scale), shift.data_ptr<float>(), shift.stride(0),
                                          tokenStride(shift), x.size(0), x.size(1), x.size(2), static_cast<float>(eps),
                                          c10::cuda::getCurrentCUDAStream().stream());
+  // A GPU this build has no code for (older than sm_80, or a TORCH_CUDA_ARCH_LIST that left it
+  // out): the reference formulas instead, as WAN_FUSED_KERNELS=0 would run. The failed launch costs
+  // microseconds and leaves no sticky error.
+  if (rc == static_cast<int>(cudaErrorNoKernelImageForDevice)) return layerNormModulateReference(xIn, scale, shift, eps, xIn.scalar_type());
   if (rc != 0)
     throw WanError(ErrorCode::Internal, std::string("fused layer-norm modulation kernel failed: ") + wan_kernels_error_string(rc));
   return out;

@@ -178,6 +178,7 @@ void overrideLibtorchBackendOrderForTest(const std::string& commaList) {
 }
 
 std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  std::call_once(environmentOrderOnce, applyEnvironmentOrder);  // the order attention() will run with
 #if TORCH_VERSION_MAJOR >= 2
   settleCudaOrder(q, k, v);
   try {

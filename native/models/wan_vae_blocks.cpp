@@ -161,7 +161,10 @@ at::Tensor AttentionBlock::forward(at::Tensor x, CausalCache&, bool) const {
   at::Tensor frames = x.permute({0, 2, 1, 3, 4}).reshape({b * t, c, hgt, wid});
   at::Tensor qkv = convolution(norm_.forward(frames), qkvWeight_, qkvBias_, {1, 1}, {0, 0});
   frames.reset();
-  qkv = qkv.reshape({b * t, 3 * c, pixels}).permute({0, 2, 1});  // [BT, pixels, 3C]
+  // [BT, pixels, 3C], contiguous so q, k and v have unit stride along C: SDPA's fused (memory-
+  // efficient) kernels refuse anything else and would leave the math backend, with its full
+  // pixels x pixels score matrix, as the reference (which makes it contiguous too) never does.
+  qkv = qkv.reshape({b * t, 3 * c, pixels}).permute({0, 2, 1}).contiguous();
   at::Tensor q = qkv.narrow(2, 0, c), k = qkv.narrow(2, c, c), v = qkv.narrow(2, 2 * c, c);
   at::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2

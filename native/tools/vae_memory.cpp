@@ -1,7 +1,7 @@
 // Peak memory of one Wan VAE decode (or encode), for tests and bench/RESULTS.md. One mode per
 // process: the peak is the process's RSS high-water mark (VmHWM) after the call minus the RSS before
 // it (weights loaded, warm-up done), so it counts every activation, cache and the result buffer.
-// On CUDA the peak of the caching allocator is reported instead.
+// On CUDA the caching allocator's peaks are reported too (allocated and reserved).
 //
 //   vae_memory --vae <vae dir> | --real 2.1|2.2   [--mode decode|encode] [--tiled 0|1]
 //              --shape B,C,F,H,W (latents for decode, video for encode) [--dtype float32] [--device cpu]
@@ -26,6 +26,7 @@
 
 #ifdef WAN_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace {
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
       small[0] = 1;
       small[2] = 1;
       small[3] = small[4] = mode == "decode" ? 2 : vae->config().scaleFactorSpatial;
-      at::Tensor warm = at::zeros(small, at::kFloat);
+      at::Tensor warm = at::zeros(small, at::TensorOptions().dtype(at::kFloat).device(device));
       if (mode == "decode") vae->decode(warm);
       else vae->encode(warm);
     }
@@ -155,13 +156,17 @@ int main(int argc, char** argv) {
 #endif
     auto start = std::chrono::steady_clock::now();
     at::Tensor result = mode == "decode" ? vae->decode(input, tiling) : vae->encode(input, tiling).mean;
+#ifdef WAN_WITH_CUDA
+    if (device.is_cuda()) c10::cuda::device_synchronize();  // the time of the work, not of its queueing
+#endif
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     int64_t peak = procStatusBytes("VmHWM:");
-    int64_t devicePeak = -1;
+    int64_t devicePeak = -1, deviceReservedPeak = -1;
 #ifdef WAN_WITH_CUDA
     if (device.is_cuda()) {
       auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
       devicePeak = stats.allocated_bytes[0].peak;
+      deviceReservedPeak = stats.reserved_bytes[0].peak;  // what the process held from the driver
     }
 #endif
     std::ostringstream o;
@@ -171,7 +176,7 @@ int main(int argc, char** argv) {
     o << "],\"outputShape\":[";
     for (int64_t i = 0; i < result.dim(); ++i) o << (i ? "," : "") << result.size(i);
     o << "],\"parameterCount\":" << vae->parameterCount() << ",\"rssBeforeBytes\":" << before << ",\"peakRssBytes\":" << peak
-      << ",\"peakExtraBytes\":" << (peak - before) << ",\"devicePeakBytes\":" << devicePeak << ",\"estimateBytes\":" << estimate
+      << ",\"peakExtraBytes\":" << (peak - before) << ",\"devicePeakBytes\":" << devicePeak << ",\"deviceReservedPeakBytes\":" << deviceReservedPeak << ",\"estimateBytes\":" << estimate
       << ",\"seconds\":" << seconds << "}";
     std::cout << o.str() << std::endl;
     return 0;
