@@ -43,7 +43,7 @@ function describeLoadFailure(tried: string[], err: unknown): WanError {
       : 'Build it from source with `npm rebuild wan-video` (in a clone: `npm run build:native`); ' +
         'this needs cmake, a C++17 compiler and libtorch (`apt-get install libtorch-dev`, or a pip torch 2.x).',
   ];
-  return new WanError(missingTorch ? 'ERR_WAN_NO_LIBTORCH' : 'ERR_WAN_NO_LIBTORCH', lines.join('\n'), { cause: err });
+  return new WanError('ERR_WAN_NO_LIBTORCH', lines.join('\n'), { cause: err });
 }
 
 /** The addon, loaded once. Set WAN_VIDEO_ADDON to a .node file to load that one instead. */

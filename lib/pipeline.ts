@@ -49,12 +49,12 @@ export class WanPipeline extends EventEmitter {
   readonly defaults: FamilyDefaults;
   #native: NativePipeline | undefined;
   #info: NativePipelineInfo;
-  #tokenizer: Tokenizer | undefined;
+  #tokenizer: Tokenizer | WanError | undefined;  // the error: the tokenizer addon could not load
   #loadOptions: { offload: Offload };
   #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
-  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | undefined, offload: Offload) {
+  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | WanError | undefined, offload: Offload) {
     super();
     this.#loadOptions = { offload };
     this.dir = dir;
@@ -82,7 +82,17 @@ export class WanPipeline extends EventEmitter {
 
     const resolved = path.resolve(dir);
     const tokenizerDir = path.join(resolved, 'tokenizer');
-    const tokenizer = existsSync(tokenizerDir) ? await Tokenizer.load(tokenizerDir) : undefined;
+    // Without the tokenizer addon (no libsentencepiece at build time) the model still loads and runs
+    // from promptEmbeds; a text prompt then gets that error. A bad spiece.model fails here.
+    let tokenizer: Tokenizer | WanError | undefined;
+    if (existsSync(tokenizerDir)) {
+      try {
+        tokenizer = await Tokenizer.load(tokenizerDir);
+      } catch (err) {
+        if (!(err instanceof WanError && err.code === 'ERR_WAN_NO_LIBTORCH')) throw err;
+        tokenizer = err;
+      }
+    }
     const { token, release } = cancelTokenFor(options.signal);
     const onProgress = (e: ProgressEvent) => options.onProgress?.(e);
     try {
@@ -103,8 +113,10 @@ export class WanPipeline extends EventEmitter {
    * With `output: 'latents'` the video has no frames (numFrames 0) and carries `latents` only.
    */
   async generate(options: GenerateOptions): Promise<Video> {
+    // Refused before any work: several videos would all be generated, then thrown away.
+    const { count, option } = requestedVideos(options);
+    if (count > 1) throw badArgument(option, `gives ${count} videos; use generateBatch() for several`);
     const videos = await this.generateBatch(options);
-    if (videos.length !== 1) throw badArgument('prompt', `gives ${videos.length} videos; use generateBatch() for several`);
     return videos[0];
   }
 
@@ -198,9 +210,13 @@ export class WanPipeline extends EventEmitter {
       if (!isA14b) throw badArgument('guidanceScale2', 'is only for the two-expert A14B models');
       guidanceScale2 = finiteNumber(options.guidanceScale2, 'guidanceScale2', 0, 100);
     } else if (isA14b) {
-      // The family default applies only when the caller keeps the default high-noise scale too.
+      // The family default applies only when the caller keeps the default high-noise scale too;
+      // otherwise it follows guidanceScale, as in diffusers.
       guidanceScale2 = options.guidanceScale === undefined ? d.guidanceScale2 : guidanceScale;
     }
+    // As in diffusers, guidanceScale alone decides whether CFG runs at all, for both experts.
+    if (guidanceScale <= 1 && options.guidanceScale2 !== undefined && options.guidanceScale2 > 1)
+      this.#warn(`guidanceScale ${guidanceScale} <= 1 turns classifier-free guidance off for both experts; guidanceScale2 ${options.guidanceScale2} is not used`, options);
     const shift = finiteNumber(options.shift ?? d.shift, 'shift', 0, 1000, true);
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
     integer(seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
@@ -264,7 +280,7 @@ export class WanPipeline extends EventEmitter {
       if (options.negativePromptEmbeds !== undefined) {
         request.negativePromptEmbeds = checkTensor(options.negativePromptEmbeds, 'negativePromptEmbeds', 3);
       } else {
-        let negatives = promptList(options.negativePrompt ?? DEFAULT_NEGATIVE_PROMPT, 'negativePrompt', true);
+        let negatives = promptList(options.negativePrompt ?? DEFAULT_NEGATIVE_PROMPT, 'negativePrompt');
         if (negatives.length === 1 && batch > 1) negatives = Array(batch).fill(negatives[0]);
         if (negatives.length !== batch) throw badArgument('negativePrompt', `has ${negatives.length} entries but there are ${batch} prompts`);
         const ids = this.#tokenize(negatives);
@@ -280,6 +296,7 @@ export class WanPipeline extends EventEmitter {
   }
 
   #tokenize(prompts: string[]) {
+    if (this.#tokenizer instanceof WanError) throw new WanError(this.#tokenizer.code, this.#tokenizer.message, { cause: this.#tokenizer.cause });
     if (!this.#tokenizer) {
       throw new WanError(
         'ERR_WAN_BAD_CHECKPOINT',
@@ -310,13 +327,21 @@ function splitResult(result: NativeGenerateResult, fps: number, returnFloat: boo
   return videos;
 }
 
-function promptList(value: unknown, name: string, allowEmpty = false): string[] {
+/** The number of videos a request asks for (prompts or embedding rows x numVideosPerPrompt), and the option that makes it several. */
+function requestedVideos(options: GenerateOptions): { count: number; option: 'prompt' | 'promptEmbeds' | 'numVideosPerPrompt' } {
+  if (options === null || typeof options !== 'object') return { count: 1, option: 'prompt' };  // #prepare says what is wrong
+  const perPrompt = typeof options.numVideosPerPrompt === 'number' ? options.numVideosPerPrompt : 1;
+  const embedRows = options.promptEmbeds?.shape?.[0];
+  const prompts = Array.isArray(options.prompt) ? options.prompt.length : typeof embedRows === 'number' ? embedRows : 1;
+  const option = perPrompt > 1 ? 'numVideosPerPrompt' : options.promptEmbeds !== undefined ? 'promptEmbeds' : 'prompt';
+  return { count: prompts * perPrompt, option };
+}
+
+// An empty prompt is legal, as for the reference (it encodes EOS only).
+function promptList(value: unknown, name: string): string[] {
   const list = typeof value === 'string' ? [value] : value;
   if (!Array.isArray(list) || list.length === 0 || list.some((p) => typeof p !== 'string')) {
     throw badArgument(name, 'must be a string or a non-empty array of strings');
-  }
-  if (!allowEmpty && list.some((p) => p.trim() === '') && name === 'prompt') {
-    // An empty prompt is legal for the reference (it encodes EOS only); keep it, but say so.
   }
   return list as string[];
 }
