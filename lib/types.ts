@@ -33,9 +33,15 @@ export interface GenerateOptions {
   height?: number;
   numFrames?: number;
   steps?: number;
-  /** CFG scale (A14B: of the high-noise expert). 1 skips the unconditional pass. */
+  /**
+   * CFG scale (A14B: of the high-noise expert). At 1 or below, guidance is off for every expert (no
+   * unconditional pass; guidanceScale2 is then unused, with a warning event), as in diffusers.
+   */
   guidanceScale?: number;
-  /** A14B: CFG scale of the low-noise expert (default: guidanceScale). */
+  /**
+   * A14B: CFG scale of the low-noise expert. Default: the family's (T2V 3.0, I2V 3.5) when
+   * guidanceScale is left out too, else guidanceScale (diffusers' rule).
+   */
   guidanceScale2?: number;
   /** Flow shift of the sampler (default per family). */
   shift?: number;

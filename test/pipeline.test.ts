@@ -117,6 +117,12 @@ describe('WanPipeline on the bundled tiny model', () => {
     expect(videos).toHaveLength(4);
     const err = await rejection(pipe.generate({ ...SMALL, prompt: ['a cat', 'a dog'] }));
     expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    // generate() refuses several videos before generating any of them.
+    const events: ProgressEvent[] = [];
+    const many = await rejection(pipe.generate({ ...SMALL, numVideosPerPrompt: 2, onProgress: (e) => events.push(e) }));
+    expect(many.message).toContain("'numVideosPerPrompt'");
+    expect(many.message).toContain('generateBatch()');
+    expect(events).toEqual([]);
     pipe.info(); // still usable
     const before = pipe.info().cachedPrompts;
     await pipe.generate({ ...SMALL, prompt: 'a cat' });
@@ -127,7 +133,15 @@ describe('WanPipeline on the bundled tiny model', () => {
   });
 
   it('output latents stops before decoding; guidance 1 needs no negative prompt', async () => {
-    const v = await pipe.generate({ ...SMALL, output: 'latents', guidanceScale: 1, guidanceScale2: 1 });
+    const warnings: string[] = [];
+    const onProgress = (e: ProgressEvent) => e.stage === 'warning' && warnings.push(e.message ?? '');
+    const v = await pipe.generate({ ...SMALL, output: 'latents', guidanceScale: 1, guidanceScale2: 1, onProgress });
+    expect(warnings).toEqual([]);
+    // guidanceScale alone switches CFG, as in diffusers: a low-noise scale alone is unused, and said so.
+    const off = await pipe.generate({ ...SMALL, output: 'latents', guidanceScale: 1, guidanceScale2: 3, onProgress });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('guidanceScale2 3 is not used');
+    expect(off.latents?.data).toEqual(v.latents?.data);
     expect(v.numFrames).toBe(0);
     expect(v.latents?.shape).toEqual([1, 16, 2, 4, 6]);
     expect((await rejection(v.save('/tmp/never.mp4'))).code).toBe('ERR_WAN_BAD_ARGUMENT');

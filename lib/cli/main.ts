@@ -39,9 +39,9 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--negative-prompt <text>', 'what to avoid (default: the official negative prompt)')
     .option('--image <file>', 'first frame for image-to-video (I2V-A14B, TI2V-5B)')
     .option('--size <WxH>', 'width x height, e.g. 1280x704 (default: per model)', parseSize)
-    .option('--frames <n>', 'number of frames, 4k+1 (default: 81, TI2V-5B 121)', positiveInt)
-    .option('--steps <n>', 'denoising steps (default: 40, TI2V-5B 50)', positiveInt)
-    .option('--guidance <g>', 'CFG scale (A14B: high-noise expert)', nonNegativeNumber)
+    .option('--frames <n>', 'number of frames, 4k+1 (default: 81, TI2V-5B 121, bundled tiny model 17)', positiveInt)
+    .option('--steps <n>', 'denoising steps (default: 40, TI2V-5B 50, bundled tiny model 10)', positiveInt)
+    .option('--guidance <g>', 'CFG scale (A14B: high-noise expert); 1 or less turns CFG off for both experts', nonNegativeNumber)
     .option('--guidance-2 <g>', 'A14B: CFG scale of the low-noise expert', nonNegativeNumber)
     .option('--shift <s>', 'flow shift of the sampler (default: per model)', positiveNumber)
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS))
@@ -51,7 +51,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .addOption(new Option('--offload <mode>', 'GPU memory mode (default: none)').choices(OFFLOADS))
     .option('--t5-cpu', 'run the text encoder on the CPU')
     .option('--out <file>', 'output file', 'demo.mp4')
-    .option('--json', 'print one JSON object per line (progress events, then {"event":"done"})')
+    .option('--json', 'print one JSON object per line (progress and note events, then {"event":"done"} or {"event":"error"})')
     .action(async (flags: GenerateFlags) => setExitCode(await runGenerate(flags)));
 
   program
