@@ -118,6 +118,13 @@ const bad: BadCase[] = [
   { kind: 'vae', name: 'in_channels not matching patch_size', field: 'in_channels', edit: (c) => (c.in_channels = 4), says: /3 \* patch_size/ },
   { kind: 'scheduler', name: 'negative flow_shift', field: 'flow_shift', edit: (c) => (c.flow_shift = -1), says: /positive/ },
   { kind: 'scheduler', name: 'zero num_train_timesteps', field: 'num_train_timesteps', edit: (c) => (c.num_train_timesteps = 0) },
+  // Values that loaded and then gave NaN (or out-of-range indices) in every generation:
+  { kind: 'scheduler', name: 'one num_train_timesteps', field: 'num_train_timesteps', edit: (c) => (c.num_train_timesteps = 1), says: /between 2 and/ },
+  { kind: 'transformer', name: 'negative eps', field: 'eps', edit: (c) => (c.eps = -1), says: /positive number below 1/ },
+  { kind: 'transformer', name: 'zero eps', field: 'eps', edit: (c) => (c.eps = 0), says: /positive number below 1/ },
+  { kind: 'text_encoder', name: 'negative layer_norm_epsilon', field: 'layer_norm_epsilon', edit: (c) => (c.layer_norm_epsilon = -1e9), says: /positive number below 1/ },
+  { kind: 'text_encoder', name: 'max distance inside the exact buckets', field: 'relative_attention_max_distance', edit: (c) => ((c.relative_attention_num_buckets = 32), (c.relative_attention_max_distance = 8)), says: /greater than relative_attention_num_buckets \/ 4 = 8/ },
+  { kind: 'text_encoder', name: 'two relative buckets', field: 'relative_attention_num_buckets', edit: (c) => (c.relative_attention_num_buckets = 2), says: /at least 4/ },
   { kind: 'scheduler', name: 'use_flow_sigmas a string', field: 'use_flow_sigmas', edit: (c) => (c.use_flow_sigmas = 'yes'), says: /true or false/ },
   { kind: 'scheduler', name: 'solver_type a number', field: 'solver_type', edit: (c) => (c.solver_type = 2), says: /must be a string/ },
   { kind: 'model_index', name: 'missing _class_name', field: '_class_name', edit: (c) => delete c._class_name, says: /is missing/ },

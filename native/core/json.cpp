@@ -4,10 +4,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "errors.h"
+#include "file_read.h"
 
 namespace wan::json {
 
@@ -271,12 +270,7 @@ std::optional<Value> parse(const char* data, size_t size, ParseError* error, int
 }
 
 Value parseFile(const std::string& path, size_t maxBytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throwBadCheckpoint("cannot open " + path + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() > maxBytes) throwBadCheckpoint(path + " is larger than " + std::to_string(maxBytes) + " bytes; not a config file");
+  const std::string text = readSmallFile(path, maxBytes, "JSON file");
   ParseError err;
   auto v = parse(text.data(), text.size(), &err);
   if (!v) throwBadCheckpoint(path + " is not valid JSON: " + err.message + " at byte " + std::to_string(err.offset));

@@ -108,6 +108,11 @@ namespace {
 void requirePositive(const ConfigReader& r, const std::string& field, int64_t v, int64_t max = 1 << 20) {
   if (v <= 0 || v > max) r.fail(field, "must be between 1 and " + std::to_string(max) + " (is " + std::to_string(v) + ")");
 }
+// A normalization epsilon: a negative one takes the square root of negative variances (NaN
+// everywhere, silently).
+void requireEpsilon(const ConfigReader& r, const std::string& field, double eps) {
+  if (!(eps > 0 && eps < 1)) r.fail(field, "must be a positive number below 1 (is " + std::to_string(eps) + ")");
+}
 }  // namespace
 
 TransformerConfig readTransformerConfig(const std::string& path) {
@@ -127,6 +132,7 @@ TransformerConfig readTransformerConfig(const std::string& path) {
   c.qkNorm = r.string("qk_norm", std::string("rms_norm_across_heads"));
   for (const char* f : {"in_channels", "out_channels", "num_attention_heads", "attention_head_dim", "num_layers", "ffn_dim", "freq_dim", "text_dim", "rope_max_seq_len"})
     requirePositive(r, f, r.optionalInteger(f).value_or(1));
+  requireEpsilon(r, "eps", c.eps);
   auto patch = r.integers("patch_size");
   if (patch.size() != 3) r.fail("patch_size", "must have 3 entries [t, h, w]");
   for (auto p : patch) requirePositive(r, "patch_size", p, 64);
@@ -154,6 +160,15 @@ TextEncoderConfig readTextEncoderConfig(const std::string& path) {
   for (const char* f : {"d_model", "d_kv", "d_ff", "num_layers", "num_heads", "vocab_size"}) requirePositive(r, f, r.integer(f), 1 << 24);
   requirePositive(r, "relative_attention_num_buckets", c.relativeAttentionNumBuckets, 4096);
   requirePositive(r, "relative_attention_max_distance", c.relativeAttentionMaxDistance, 1 << 20);
+  // Bidirectional buckets: half per direction, the first half of those exact distances, the rest
+  // log-spaced up to max_distance. Below 4 buckets or with max_distance inside the exact range the
+  // log spacing divides by zero or goes negative: NaN and out-of-range bucket indices.
+  const int64_t exactRange = c.relativeAttentionNumBuckets / 2 / 2;
+  if (exactRange < 1) r.fail("relative_attention_num_buckets", "must be at least 4 (is " + std::to_string(c.relativeAttentionNumBuckets) + ")");
+  if (c.relativeAttentionMaxDistance <= exactRange)
+    r.fail("relative_attention_max_distance", "must be greater than relative_attention_num_buckets / 4 = " + std::to_string(exactRange) + " (is " +
+                                                  std::to_string(c.relativeAttentionMaxDistance) + ")");
+  requireEpsilon(r, "layer_norm_epsilon", c.eps);
   if (c.feedForwardProj != "gated-gelu") r.fail("feed_forward_proj", "is '" + c.feedForwardProj + "'; only 'gated-gelu' (umt5) is supported");
   return c;
 }
@@ -216,7 +231,9 @@ SchedulerConfig readSchedulerConfig(const std::string& path) {
   c.shiftTerminal = r.optionalNumber("shift_terminal");
   c.hasSolverP = r.has("solver_p");
   c.path = path;
-  requirePositive(r, "num_train_timesteps", c.numTrainTimesteps, 1 << 20);
+  // One training timestep leaves no interval to put sigmas on (every sample turns NaN).
+  if (c.numTrainTimesteps < 2 || c.numTrainTimesteps > (1 << 20))
+    r.fail("num_train_timesteps", "must be between 2 and " + std::to_string(1 << 20) + " (is " + std::to_string(c.numTrainTimesteps) + ")");
   if (!(c.flowShift > 0)) r.fail("flow_shift", "must be positive");
   return c;
 }

@@ -155,7 +155,9 @@ SafetensorsHeader parseSafetensorsImage(const uint8_t* bytes, uint64_t size, con
 }
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer forever (the S_ISREG check below
+  // refuses it); regular files ignore the flag.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throwBadCheckpoint("cannot open " + path + ": " + std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -235,7 +237,8 @@ TensorStore TensorStore::openIndex(const std::string& indexPath) {
       throwBadCheckpoint(indexPath + ": shard name '" + shard.text + "' for tensor '" + tensor + "' is not a plain file name inside the folder");
     if (!shards.count(shard.text)) {
       fs::path p = dir / shard.text;
-      if (!fs::exists(p)) throwBadCheckpoint(indexPath + ": shard " + p.string() + " (holding tensor '" + tensor + "') is missing");
+      std::error_code ec;  // the throwing fs::exists would report a symlink loop as an internal error
+      if (!fs::exists(p, ec)) throwBadCheckpoint(indexPath + ": shard " + p.string() + " (holding tensor '" + tensor + "') is missing" + (ec ? " (" + ec.message() + ")" : ""));
       auto f = SafetensorsFile::open(p.string());
       shards[shard.text] = f;
       s.add(f);

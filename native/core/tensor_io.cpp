@@ -94,11 +94,14 @@ at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>
     throwBadCheckpoint(e->file->path() + ": tensor '" + name + "' has shape " + shapeString(e->info->shape) + ", expected " + shapeString(shape));
   used_.insert(name);
   at::Tensor t = tensorView(*e);
-  bool floating = at::isFloatingType(t.scalar_type());
-  at::ScalarType target = floating ? dtype : t.scalar_type();
+  // Every weight of these models is floating point; an integer one would load and then fail every
+  // generation deep inside a matmul.
+  if (!at::isFloatingType(t.scalar_type()))
+    throwBadCheckpoint(e->file->path() + ": tensor '" + name + "' has dtype " + std::string(c10::toString(t.scalar_type())) +
+                       "; model weights are floating point (F32, F16, BF16)");
   // .to() copies only when dtype or device differ: same-dtype CPU weights stay views of the
   // (private, copy-on-write) mapping, so they cost page cache rather than process memory.
-  return t.to(device_, target);
+  return t.to(device_, dtype);
 }
 
 void WeightLoader::acceptDuplicate(const std::string& name, const std::vector<int64_t>& shape) {

@@ -1,5 +1,7 @@
 #include "pipeline/wan_pipeline.h"
 
+#include <torch/version.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -88,6 +90,18 @@ class ActiveExpert {
   WanTransformer* current_ = nullptr;
 };
 
+// A float16 VAE on the CPU needs libtorch's half-precision CPU convolutions (torch 2.x has them,
+// Debian's 1.13 not): asked once at load, so that every decode does not fail later.
+void requireCpuHalfConvolutions() {
+  try {
+    const at::Tensor one = at::ones({1, 1, 1, 1, 1}, at::TensorOptions().dtype(at::kHalf));
+    (void)at::conv3d(one, one);
+  } catch (const c10::Error&) {
+    throwBadArgument(std::string("option 'vaeDtype' is 'float16', which this libtorch (") + TORCH_VERSION +
+                     ") cannot run on the CPU; use 'float32' or 'bfloat16'");
+  }
+}
+
 }  // namespace
 
 WanPipeline::~WanPipeline() {
@@ -112,9 +126,13 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   p->dir_ = dir;
   p->options_ = options;
   const fs::path root(dir);
-  if (!fs::is_directory(root)) throwBadCheckpoint(dir + " is not a folder (expected a Wan2.2 Diffusers model folder)");
+  std::error_code ec;  // (a symlink loop is a bad folder, not an internal error)
+  if (!fs::is_directory(root, ec)) throwBadCheckpoint(dir + " is not a folder (expected a Wan2.2 Diffusers model folder)");
   p->index_ = readModelIndex((root / "model_index.json").string());
   p->scheduler_ = readSchedulerConfig((root / "scheduler" / "scheduler_config.json").string());
+  // What the default sampler cannot run is a bad folder now, not a failure of every generate().
+  validateSchedulerConfig(p->scheduler_, "unipc");
+  if (!options.device.is_cuda() && options.vaeDtype == at::kHalf) requireCpuHalfConvolutions();
 
   const int64_t total = p->index_.hasTransformer2 ? 4 : 3;
   int64_t step = 0;
@@ -224,6 +242,12 @@ void WanPipeline::validate(const GenerateRequest& r) const {
     throwBadArgument("option 'numFrames' is " + std::to_string(r.numFrames) + "; it must be " + std::to_string(vc.scaleFactorTemporal) + "k+1");
   if (r.steps < 1 || r.steps > 1000) throwBadArgument("option 'steps' is " + std::to_string(r.steps) + "; allowed: 1..1000");
   if (r.numVideosPerPrompt < 1 || r.numVideosPerPrompt > 64) throwBadArgument("option 'numVideosPerPrompt' must be 1..64");
+  // Every video of a call is one row of the same batch, through the text encoder and each DiT
+  // forward: bounded, so that a long prompt list cannot exhaust memory before anything is checked.
+  const at::Tensor& rows = r.promptEmbeds.defined() ? r.promptEmbeds : r.promptIds;
+  if (rows.defined() && rows.dim() >= 1 && rows.size(0) * r.numVideosPerPrompt > kMaxVideosPerCall)
+    throwBadArgument("option 'prompt' asks for " + std::to_string(rows.size(0)) + " prompts x " + std::to_string(r.numVideosPerPrompt) +
+                     " videos per prompt; one call generates at most " + std::to_string(kMaxVideosPerCall) + " videos (split the list)");
   if (!std::isfinite(r.guidanceScale) || r.guidanceScale < 0) throwBadArgument("option 'guidanceScale' must be a finite number >= 0");
   if (r.guidanceScale2 && !index_.boundaryRatio)
     throwBadArgument("option 'guidanceScale2' is only for the two-expert A14B models (this folder has no boundary_ratio)");

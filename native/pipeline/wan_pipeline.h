@@ -33,6 +33,9 @@ struct PipelineOptions {
   std::string offload = "none";           // none | model | sequential
 };
 
+// The most videos one generate() makes (prompts x numVideosPerPrompt): they form one batch.
+constexpr int64_t kMaxVideosPerCall = 64;
+
 // One prompt's token ids and attention mask, [B, L] int64.
 struct TokenizedText {
   at::Tensor ids, mask;

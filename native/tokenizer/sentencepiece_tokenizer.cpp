@@ -2,26 +2,24 @@
 
 #include <sentencepiece_processor.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/errors.h"
+#include "core/file_read.h"
 
 namespace wan {
+
+namespace {
+constexpr size_t kMaxTokenizerModelBytes = size_t{256} << 20;
+}  // namespace
 
 SentencePieceTokenizer::SentencePieceTokenizer() : processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
 std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::load(const std::string& path) {
-  // Read the bytes ourselves: a clear message for a missing file, and no path handling inside
-  // the library.
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throwBadCheckpoint("tokenizer model " + path + " is missing or unreadable (expected a SentencePiece spiece.model)");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  if (in.bad()) throwBadCheckpoint("tokenizer model " + path + " could not be read");
+  // Read the bytes ourselves: a clear message for a missing, special or oversized file (umt5's
+  // spiece.model has 4.5 MB), and no path handling inside the library.
+  const std::string bytes = readSmallFile(path, kMaxTokenizerModelBytes, "tokenizer model (a SentencePiece spiece.model)");
   std::unique_ptr<SentencePieceTokenizer> tokenizer(new SentencePieceTokenizer());
-  auto status = tokenizer->processor_->LoadFromSerializedProto(bytes.str());
+  auto status = tokenizer->processor_->LoadFromSerializedProto(bytes);
   if (!status.ok()) throwBadCheckpoint("tokenizer model " + path + " is not a valid SentencePiece model: " + status.ToString());
   if (tokenizer->processor_->GetPieceSize() <= 0) throwBadCheckpoint("tokenizer model " + path + " has an empty vocabulary");
   return tokenizer;

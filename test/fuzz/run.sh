@@ -12,7 +12,7 @@ CXX="${CXX_FUZZ:-clang++}"
 bin="$out/safetensors_fuzzer"
 "$CXX" -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root/native" \
-  "$here/safetensors_fuzzer.cpp" "$root/native/core/errors.cpp" "$root/native/core/json.cpp" "$root/native/core/safetensors.cpp" \
+  "$here/safetensors_fuzzer.cpp" "$root/native/core/errors.cpp" "$root/native/core/file_read.cpp" "$root/native/core/json.cpp" "$root/native/core/safetensors.cpp" \
   -o "$bin"
 # The corpus in the tree stays as committed; the run's new inputs go to a scratch folder.
 work="$out/corpus"
