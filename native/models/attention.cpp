@@ -192,7 +192,7 @@ std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const 
 #endif
 }
 
-at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t queryChunk) {
+at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t queryChunk, const RunContext* ctx) {
   const int64_t batch = q.size(0), heads = q.size(1), sq = q.size(2), headDim = q.size(3), sk = k.size(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
   // Reduced-precision inputs are scored in float32: bf16 logits would lose the softmax's precision.
@@ -210,6 +210,7 @@ at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::
   }
   at::Tensor out = at::empty({batch, heads, sq, headDim}, q.options());
   for (int64_t start = 0; start < sq; start += queryChunk) {
+    if (ctx) ctx->checkCancelled();  // a large grid spends minutes in here on a CPU: abort between chunks
     const int64_t len = std::min(queryChunk, sq - start);
     at::Tensor scores = at::matmul(q.narrow(2, start, len).to(compute), kT).mul_(scale);
     out.narrow(2, start, len).copy_(at::matmul(at::softmax(scores, -1), vc));
@@ -217,13 +218,14 @@ at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::
   return out;
 }
 
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const RunContext* ctx) {
   std::call_once(environmentOrderOnce, applyEnvironmentOrder);
 #if TORCH_VERSION_MAJOR >= 2
   settleCudaOrder(q, k, v);
+  (void)ctx;  // one fused call: nothing to check between
   return at::scaled_dot_product_attention(q, k, v);
 #else
-  return chunkedAttention(q, k, v);
+  return chunkedAttention(q, k, v, 0, ctx);
 #endif
 }
 

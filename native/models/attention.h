@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "core/run_context.h"
+
 namespace wan {
 
 // q [B, H, Sq, D], k and v [B, H, Sk, D] (same dtype and device) -> [B, H, Sq, D] in q's dtype.
-// No mask, scale 1/sqrt(D).
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+// No mask, scale 1/sqrt(D). `ctx`: the fallback checks it for cancellation between query blocks.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const RunContext* ctx = nullptr);
 
 // libtorch's SDPA backends by name: "math", "flash_attention", "efficient_attention",
 // "cudnn_attention" (also "flash", "efficient", "cudnn").
@@ -52,6 +54,7 @@ std::string attentionBackendFor(const at::Tensor& q, const at::Tensor& k, const 
 // The fallback: queries in blocks of `queryChunk` rows (0 picks a block so one block's scores
 // stay near 128 MiB). Scores and softmax in float32 (float64 for float64 inputs), as fused
 // kernels accumulate. Exposed for tests.
-at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t queryChunk = 0);
+at::Tensor chunkedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t queryChunk = 0,
+                            const RunContext* ctx = nullptr);
 
 }  // namespace wan

@@ -274,7 +274,7 @@ std::string WanTransformer::selfAttentionBackend() const {
 }
 
 at::Tensor WanTransformer::attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
-                                     const at::Tensor* rope, std::string* backend) const {
+                                     const at::Tensor* rope, std::string* backend, const RunContext* ctx) const {
   const int64_t b = x.size(0), s = x.size(1), l = context.size(1), h = config_.numHeads, d = config_.headDim;
   at::Tensor q = rmsNorm(w.toQ(x), w.normQ, config_.eps).view({b, s, h, d});
   at::Tensor k = rmsNorm(w.toK(context), w.normK, config_.eps).view({b, l, h, d});
@@ -285,12 +285,13 @@ at::Tensor WanTransformer::attention(const WanAttentionWeights& w, const at::Ten
   }
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H, S, D] views
   if (backend) *backend = attentionBackendFor(q, k, v);
-  at::Tensor out = wan::attention(q, k, v);
+  at::Tensor out = wan::attention(q, k, v, ctx);
   return w.toOut(out.transpose(1, 2).reshape({b, s, h * d}));
 }
 
 at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& input, const at::Tensor& context,
-                                 const at::Tensor& timestepProj, const at::Tensor& rope, std::string* selfAttentionBackend) const {
+                                 const at::Tensor& timestepProj, const at::Tensor& rope, std::string* selfAttentionBackend,
+                                 const RunContext* ctx) const {
   const int64_t dim = config_.dim();
   const double eps = config_.eps;
   auto mod = [&](int64_t i) { return modulation(w.scaleShiftTable, i, timestepProj.narrow(-1, i * dim, dim)); };
@@ -298,7 +299,7 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
   // Self-attention, modulated and gated.
   at::Tensor shift = mod(0), scale = mod(1), gate = mod(2);
   at::Tensor h = layerNormModulate(input, scale, shift, eps, dtype_);
-  at::Tensor x = addInDtypeOf(input, attention(w.selfAttn, h, h, &rope, selfAttentionBackend) * gate);
+  at::Tensor x = addInDtypeOf(input, attention(w.selfAttn, h, h, &rope, selfAttentionBackend, ctx) * gate);
 
   // Cross-attention over every text row (no mask), not gated.
   h = w.norm2Weight.defined() ? at::layer_norm(x.to(at::kFloat), {dim}, w.norm2Weight, w.norm2Bias, eps).to(dtype_) : x;
@@ -419,10 +420,10 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (ctx) ctx->checkCancelled();
     if (!copy) {
-      x = block(blocks_[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
+      x = block(blocks_[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr, ctx);
     } else if (!streamed) {
       uploader_->await(copy->blockUploads[i]);
-      x = block(copy->blocks[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
+      x = block(copy->blocks[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr, ctx);
     } else {
       auto current = next ? std::move(next) : std::make_unique<Visiting>(startVisit(i));
       if (doneMarks.size() >= 2) {
@@ -431,7 +432,7 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
       }
       if (i + 1 < blocks_.size()) next = std::make_unique<Visiting>(startVisit(i + 1));
       uploader_->await(current->upload);
-      x = block(current->weights, x, text, timestepProj, rope, i == 0 ? &backend : nullptr);
+      x = block(current->weights, x, text, timestepProj, rope, i == 0 ? &backend : nullptr, ctx);
       current.reset();  // dropped before the mark: when the device passes it, the memory is reusable
       doneMarks.push_back(uploader_->mark());
     }

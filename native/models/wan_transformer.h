@@ -117,9 +117,9 @@ class WanTransformer {
   // Moves every weight to host memory (packed and pinned for a GPU) and computes on `device`.
   void keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
-                       const at::Tensor* rope, std::string* backend = nullptr) const;
+                       const at::Tensor* rope, std::string* backend = nullptr, const RunContext* ctx = nullptr) const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
-                   const at::Tensor& rope, std::string* selfAttentionBackend = nullptr) const;
+                   const at::Tensor& rope, std::string* selfAttentionBackend = nullptr, const RunContext* ctx = nullptr) const;
 
   TransformerConfig config_;
   at::ScalarType dtype_;

@@ -1,9 +1,11 @@
 // C++ tests of native/core that JS cannot see: a float32 CPU weight loaded through WeightLoader is a
 // view of the file's mapping (no copy), the view keeps the mapping alive, and writing to it changes
-// neither the file nor another open of it (private copy-on-write mapping).
+// neither the file nor another open of it (private copy-on-write mapping); and the attention
+// fallback stops between query blocks when cancelled.
 // Run by test/safetensors-zero-copy.test.ts; prints one line per check and exits non-zero on failure.
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include "core/errors.h"
 #include "core/safetensors.h"
 #include "core/tensor_io.h"
+#include "models/attention.h"
 
 namespace {
 
@@ -95,6 +98,24 @@ int main(int argc, char** argv) {
 
   // describeTensors only opens folders it has checked; the store checks again for C++ callers.
   expectBad([&] { wan::TensorStore::openFolder(path + ".missing-folder"); }, "missing-folder is not a folder", "opening a missing folder");
+  // The attention fallback (libtorch 1.x) checks for cancellation between query blocks: a large
+  // grid spends minutes in one call on a CPU, and an abort must land within a block.
+  {
+    std::atomic<bool> cancel{true};
+    const wan::RunContext ctx({}, &cancel);
+    const at::Tensor q = at::randn({1, 2, 8, 4});
+    bool aborted = false;
+    try {
+      wan::chunkedAttention(q, q, q, /*queryChunk=*/2, &ctx);
+    } catch (const wan::WanError& e) {
+      aborted = e.code() == wan::ErrorCode::Aborted;
+    }
+    check(aborted, "chunkedAttention with a cancelled context throws ERR_WAN_ABORTED");
+    cancel = false;
+    const at::Tensor whole = wan::chunkedAttention(q, q, q, /*queryChunk=*/8);
+    check(at::equal(wan::chunkedAttention(q, q, q, /*queryChunk=*/2, &ctx), whole), "chunkedAttention not cancelled: the same values in blocks");
+  }
+
   std::remove(path.c_str());
   std::cout << (failures ? "FAILED " : "passed ") << failures << " failure(s)\n";
   return failures ? 1 : 0;
