@@ -10,7 +10,7 @@ import { FAMILY_DEFAULTS, type FamilyDefaults } from './defaults.js';
 import { badArgument, WanError } from './errors.js';
 import { fitToArea, imageSize, imageTensor } from './image.js';
 import { native } from './native.js';
-import { finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
+import { describeValue, finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
 import { cleanPrompt, DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
 import { estimateMemory, formatBytes, suggestOffload } from './memory.js';
 import { describeModelFolder } from './model-folder.js';
@@ -68,12 +68,14 @@ export class WanPipeline extends EventEmitter {
   /** Loads a Wan2.2 Diffusers folder (model_index.json, scheduler/, text_encoder/, tokenizer/, transformer/, [transformer_2/], vae/). */
   static async load(dir: string, options: LoadOptions = {}): Promise<WanPipeline> {
     if (typeof dir !== 'string' || dir === '') throw badArgument('dir', 'must be the path of a model folder');
+    // The OS would cut the path at a NUL and its error message with it.
+    if (dir.includes('\0')) throw badArgument('dir', `${describeValue(dir)} contains a NUL character`, 'the path of a model folder');
     if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
     rejectUnknown(options, LOAD_KEYS, 'load');
     const device = options.device ?? 'cpu';
-    if (!isDevice(device)) throw badArgument('device', `is ${JSON.stringify(device)}`, "'cpu', 'cuda', 'cuda:N'");
+    if (!isDevice(device)) throw badArgument('device', `is ${describeValue(device)}`, "'cpu', 'cuda', 'cuda:N'");
     if (options.textEncoderDevice !== undefined && !isDevice(options.textEncoderDevice))
-      throw badArgument('textEncoderDevice', `is ${JSON.stringify(options.textEncoderDevice)}`, "'cpu', 'cuda', 'cuda:N'");
+      throw badArgument('textEncoderDevice', `is ${describeValue(options.textEncoderDevice)}`, "'cpu', 'cuda', 'cuda:N'");
     const dtype = oneOf(options.dtype ?? (device === 'cpu' ? 'float32' : 'bfloat16'), 'dtype', DTYPES);
     const vaeDtype = oneOf(options.vaeDtype ?? 'float32', 'vaeDtype', DTYPES);
     const offload = oneOf(options.offload ?? 'none', 'offload', ['none', 'model', 'sequential'] as const);
@@ -223,23 +225,28 @@ export class WanPipeline extends EventEmitter {
     const numVideosPerPrompt = integer(options.numVideosPerPrompt ?? 1, 'numVideosPerPrompt', 1, 64);
     const output = oneOf(options.output ?? 'frames', 'output', ['frames', 'latents'] as const);
     const tiledOption = options.tiled ?? 'auto';
-    if (tiledOption !== true && tiledOption !== false && tiledOption !== 'auto') throw badArgument('tiled', `is ${JSON.stringify(tiledOption)}`, "true, false, 'auto'");
+    if (tiledOption !== true && tiledOption !== false && tiledOption !== 'auto') throw badArgument('tiled', `is ${describeValue(tiledOption)}`, "true, false, 'auto'");
     const tiled = tiledOption === 'auto' ? 'auto' : tiledOption ? 'on' : 'off';
 
     // Image and size.
     const needsImage = this.family === 'i2v-a14b';
     if (needsImage && options.image === undefined) throw badArgument('image', 'is required by the I2V-A14B model');
     if (this.family === 't2v-a14b' && options.image !== undefined) throw badArgument('image', 'is not used by T2V-A14B', 'an I2V-A14B or TI2V-5B model');
+    const maxSide = 8192;
     let width = options.width;
     let height = options.height;
     if (options.image !== undefined && (width === undefined || height === undefined)) {
       const size = await imageSize(options.image);
       const fitted = fitToArea(size.width, size.height, d.area, d.sizeMultiple);
+      // A very elongated image gives a side the caller never passed; blame the image, not 'width'/'height'.
+      if ((width === undefined && fitted.width > maxSide) || (height === undefined && fitted.height > maxSide)) {
+        throw badArgument('image', `has aspect ${size.width}x${size.height}, which at this model's area gives ${fitted.width}x${fitted.height}, beyond the ${maxSide} limit`, 'pass width and height explicitly');
+      }
       width ??= fitted.width;
       height ??= fitted.height;
     }
-    width = integer(width ?? d.width, 'width', 1, 8192);
-    height = integer(height ?? d.height, 'height', 1, 8192);
+    width = integer(width ?? d.width, 'width', 1, maxSide);
+    height = integer(height ?? d.height, 'height', 1, maxSide);
     const multiple = this.#info.scaleFactorSpatial * this.#info.patchSize;
     const w = Math.floor(width / multiple) * multiple;
     const h = Math.floor(height / multiple) * multiple;
@@ -340,8 +347,13 @@ function requestedVideos(options: GenerateOptions): { count: number; option: 'pr
 // An empty prompt is legal, as for the reference (it encodes EOS only).
 function promptList(value: unknown, name: string): string[] {
   const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || list.length === 0 || list.some((p) => typeof p !== 'string')) {
-    throw badArgument(name, 'must be a string or a non-empty array of strings');
+  if (!Array.isArray(list) || list.length === 0) throw badArgument(name, 'must be a string or a non-empty array of strings');
+  // An index loop, not .some(): .some() skips the holes of a sparse array like [, 'a'].
+  for (let i = 0; i < list.length; i++) {
+    if (typeof list[i] !== 'string') {
+      const entry = i in list ? `is ${describeValue(list[i])}` : 'is missing (a hole in a sparse array)';
+      throw badArgument(name, `entry ${i} ${entry}`, 'a string or a non-empty array of strings');
+    }
   }
   return list as string[];
 }
@@ -350,5 +362,15 @@ function checkTensor(t: TensorData, name: string, dims: number): TensorData {
   if (!t || typeof t !== 'object' || !Array.isArray(t.shape) || t.shape.length !== dims || !(t.data instanceof Float32Array)) {
     throw badArgument(name, `must be a float32 tensor { dtype, shape, data } with ${dims} dimensions`);
   }
+  // An index loop, not .every()/.reduce(): those skip the holes of a sparse shape.
+  let needed = 1;
+  for (let i = 0; i < dims; i++) {
+    const n: unknown = t.shape[i];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw badArgument(name, `has shape ${describeValue(t.shape)}`, 'non-negative integer sizes');
+    needed *= n;
+  }
+  if (t.data.length !== needed) throw badArgument(name, `has ${t.data.length} values but its shape [${t.shape}] needs ${needed}`);
+  // The addon cannot read a SharedArrayBuffer; a private copy also keeps other threads from changing it mid-run.
+  if (t.data.buffer instanceof SharedArrayBuffer) return { ...t, data: new Float32Array(t.data) };
   return t;
 }

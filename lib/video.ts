@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import type { TensorData } from '../binding.js';
 import { badArgument, WanError } from './errors.js';
 import { abortedError, runFfmpeg } from './ffmpeg.js';
+import { describeValue, integer, oneOf, rejectUnknown } from './options.js';
 import type { GenerationSettings } from './types.js';
 
 export type VideoFormat = 'mp4' | 'webm' | 'gif';
@@ -36,12 +37,17 @@ const CRF_BY_QUALITY: Record<VideoFormat, Record<VideoQuality, number> | undefin
   gif: undefined,
 };
 const CRF_RANGE: Record<'mp4' | 'webm', [number, number]> = { mp4: [0, 51], webm: [0, 63] };
+const QUALITIES = ['high', 'medium', 'low'] as const;
+const SAVE_KEYS = ['crf', 'quality', 'signal'] as const;
 
 // A printf-style frame-number placeholder: %d or %0Nd.
 const FRAME_PATTERN = /%(0?\d*)d/;
 
 /** Decides the output format from a path; throws ERR_WAN_BAD_ARGUMENT for anything else. */
 export function outputTarget(file: string, optionName = 'path'): OutputTarget {
+  if (typeof file !== 'string' || file === '') throw badArgument(optionName, `is ${describeValue(file)}`, 'a non-empty file path string');
+  // The OS would reject it with an error that cuts the path at the NUL.
+  if (file.includes('\0')) throw badArgument(optionName, `${describeValue(file)} contains a NUL character`);
   const ext = path.extname(file).toLowerCase();
   if (ext === '.png') {
     if (!FRAME_PATTERN.test(path.basename(file))) {
@@ -51,6 +57,33 @@ export function outputTarget(file: string, optionName = 'path'): OutputTarget {
   }
   if (ext === '.mp4' || ext === '.webm' || ext === '.gif') return { kind: ext.slice(1) as VideoFormat };
   throw badArgument(optionName, `'${file}' has an unsupported extension '${ext || '(none)'}'`, ".mp4, .webm, .gif, or a PNG pattern like 'dir/frame-%04d.png'");
+}
+
+// Path problems the caller can fix (a file where a folder must be, a folder where the file goes,
+// a name too long) are bad arguments; other failures (permissions, disk full) are internal I/O errors.
+const PATH_ERRORS = new Set(['EEXIST', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG']);
+
+/** A filesystem failure while writing `file` as a WanError naming the path and the OS reason, with the original as cause. */
+function writeError(err: unknown, file: string): WanError {
+  if (err instanceof WanError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  // mkdir -p reports EEXIST when a path component is a file: say that instead of "file already exists".
+  const reason =
+    code === 'EEXIST' || code === 'ENOTDIR' ? 'a parent of it is a file, not a folder; '
+    : code === 'EISDIR' ? 'it is a folder; '
+    : code === 'ENAMETOOLONG' ? 'a name in it is too long; '
+    : '';
+  const detail = err instanceof Error ? err.message : String(err);
+  return new WanError(
+    code !== undefined && PATH_ERRORS.has(code) ? 'ERR_WAN_BAD_ARGUMENT' : 'ERR_WAN_INTERNAL',
+    `wan-video: cannot write '${file}': ${reason}${detail}`,
+    { cause: err },
+  );
+}
+
+// Cleanup after a failure must not replace the error that caused it (rm itself can fail, e.g. ENAMETOOLONG).
+async function removeQuietly(file: string): Promise<void> {
+  await rm(file, { force: true }).catch(() => undefined);
 }
 
 /** The file name of frame `index` (0-based) for a PNG pattern like 'frame-%04d.png'. */
@@ -167,6 +200,7 @@ export class Video {
    */
   async save(file: string, options: SaveOptions = {}): Promise<void> {
     const target = outputTarget(file);
+    checkSaveOptions(options);
     if (this.numFrames === 0) throw badArgument('output', "was 'latents': this result has no frames to save", "'frames'");
     if (options.signal?.aborted) throw abortedError('saving the video');
     if (target.kind === 'png') {
@@ -175,21 +209,32 @@ export class Video {
     }
     const args = this.encoderArgs(target.kind, options);
     const dir = path.dirname(path.resolve(file));
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true }).catch((err) => {
+      throw writeError(err, file);
+    });
     const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
+      // Create the temp file here so a name or permission problem is a clear error, not an FFmpeg one.
+      await writeFile(temp, '').catch((err) => {
+        throw writeError(err, file);
+      });
       await runFfmpeg([...args, '-y', temp], this.frameChunks(), options.signal);
-      await rename(temp, file);
+      await rename(temp, file).catch((err) => {
+        throw writeError(err, file);
+      });
     } catch (err) {
-      await rm(temp, { force: true });
+      await removeQuietly(temp);
       throw err;
     }
   }
 
   /** The encoded file's bytes (mp4 / webm / gif), via a temporary file. */
   async toBuffer(format: VideoFormat, options: SaveOptions = {}): Promise<Buffer> {
-    if (format !== 'mp4' && format !== 'webm' && format !== 'gif') throw badArgument('format', `is '${format}'`, 'mp4, webm, gif');
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'wan-video-'));
+    if (format !== 'mp4' && format !== 'webm' && format !== 'gif') throw badArgument('format', `is ${describeValue(format)}`, 'mp4, webm, gif');
+    checkSaveOptions(options);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wan-video-')).catch((err) => {
+      throw writeError(err, os.tmpdir());
+    });
     try {
       const file = path.join(dir, `video.${format}`);
       await this.save(file, options);
@@ -224,9 +269,12 @@ export class Video {
   }
 
   private async writePngSequence(pattern: string, signal?: AbortSignal): Promise<void> {
-    await mkdir(path.dirname(path.resolve(pattern)), { recursive: true });
+    await mkdir(path.dirname(path.resolve(pattern)), { recursive: true }).catch((err) => {
+      throw writeError(err, pattern);
+    });
     const suffix = `.${randomBytes(6).toString('hex')}.tmp`;
     const written: Array<{ temp: string; final: string }> = [];
+    const renamed: string[] = [];
     try {
       for (let i = 0; i < this.numFrames; i++) {
         if (signal?.aborted) throw abortedError('saving the video');
@@ -237,22 +285,34 @@ export class Video {
         await writeFile(temp, png);
       }
       if (signal?.aborted) throw abortedError('saving the video');
-      for (const { temp, final } of written) await rename(temp, final);
+      for (const { temp, final } of written) {
+        await rename(temp, final);
+        renamed.push(final);
+      }
     } catch (err) {
-      await Promise.all(written.map(({ temp }) => rm(temp, { force: true })));
-      if (err instanceof WanError) throw err;
-      throw new WanError('ERR_WAN_INTERNAL', `wan-video: writing PNG frames '${pattern}' failed: ${(err as Error).message}`, { cause: err });
+      // Frames already renamed go too: a failed save leaves no partial sequence under the final names.
+      await Promise.all([...written.map(({ temp }) => removeQuietly(temp)), ...renamed.map(removeQuietly)]);
+      throw writeError(err, pattern);
     }
   }
+}
+
+/** Save options are checked for every format, even where an option is then ignored (GIF, PNG). */
+function checkSaveOptions(options: SaveOptions): void {
+  if (options === null || typeof options !== 'object') throw badArgument('options', `is ${describeValue(options)}`, 'an object { crf, quality, signal }');
+  rejectUnknown(options, SAVE_KEYS, 'save');
+  // oneOf, not `in`: 'toString' is "in" every object and would reach FFmpeg as a function.
+  if (options.quality !== undefined) oneOf(options.quality, 'quality', QUALITIES);
+  if (options.crf !== undefined) integer(options.crf, 'crf', 0, Math.max(CRF_RANGE.mp4[1], CRF_RANGE.webm[1]));
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw badArgument('signal', 'must be an AbortSignal');
 }
 
 function resolveCrf(format: 'mp4' | 'webm', options: SaveOptions): number {
   const quality = options.quality ?? 'medium';
   const byQuality = CRF_BY_QUALITY[format]!;
-  if (!(quality in byQuality)) throw badArgument('quality', `is '${quality}'`, 'high, medium, low');
   if (options.crf === undefined) return byQuality[quality];
   const [lo, hi] = CRF_RANGE[format];
-  if (!Number.isInteger(options.crf) || options.crf < lo || options.crf > hi) {
+  if (options.crf < lo || options.crf > hi) {
     throw badArgument('crf', `is ${options.crf} for ${format}`, `integers ${lo}-${hi}`);
   }
   return options.crf;

@@ -132,6 +132,16 @@ describe('WanPipeline on the bundled tiny model', () => {
     expect(before).toBeGreaterThan(0);
   });
 
+  it('one call makes at most 64 videos (one batch), refused before the text encoder runs', async () => {
+    const events: ProgressEvent[] = [];
+    const prompts = Array.from({ length: 33 }, (_, i) => `prompt ${i}`);
+    const err = await rejection(pipe.generateBatch({ ...SMALL, prompt: prompts, numVideosPerPrompt: 2, onProgress: (e) => events.push(e) }));
+    expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect(err.message).toContain('33 prompts x 2 videos per prompt; one call generates at most 64 videos');
+    expect(events.filter((e) => e.stage !== 'warning')).toEqual([]);
+    expect((await pipe.generate(SMALL)).numFrames).toBe(5); // still usable
+  });
+
   it('output latents stops before decoding; guidance 1 needs no negative prompt', async () => {
     const warnings: string[] = [];
     const onProgress = (e: ProgressEvent) => e.stage === 'warning' && warnings.push(e.message ?? '');
@@ -200,6 +210,61 @@ describe('WanPipeline on the bundled tiny model', () => {
     // Generous bound: one tiny generation allocates well under 1 MB of tensors; a leak of every
     // step's activations or of each result would exceed this.
     expect(grown).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('BigInt, NaN and Infinity options are ERR_WAN_BAD_ARGUMENT showing the value as passed', async () => {
+    // JSON.stringify threw on a BigInt and printed NaN / Infinity as "null".
+    const cases: Array<[string, unknown, string]> = [
+      ['width', 48n, "option 'width' is 48n (a BigInt)"],
+      ['seed', 5n, "option 'seed' is 5n (a BigInt)"],
+      ['width', Number.NaN, "option 'width' is NaN;"],
+      ['guidanceScale', Number.POSITIVE_INFINITY, "option 'guidanceScale' is Infinity;"],
+      ['tiled', () => true, "option 'tiled' is a function;"],
+      ['sampler', Symbol('x'), "option 'sampler' is Symbol(x);"],
+    ];
+    for (const [name, value, message] of cases) {
+      const err = await rejection(pipe.generate({ ...SMALL, [name]: value } as GenerateOptions));
+      expect([name, err.code, err.message]).toEqual([name, 'ERR_WAN_BAD_ARGUMENT', expect.stringContaining(message)]);
+    }
+  });
+
+  it('a prompt array with a hole or a non-string entry is ERR_WAN_BAD_ARGUMENT naming the entry', async () => {
+    // eslint-disable-next-line no-sparse-arrays
+    const sparse = await rejection(pipe.generateBatch({ ...SMALL, prompt: [, 'a'] as string[] }));
+    expect(sparse.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect(sparse.message).toContain("option 'prompt' entry 0 is missing");
+    const number = await rejection(pipe.generateBatch({ ...SMALL, prompt: ['a', 5] as unknown as string[] }));
+    expect(number.message).toContain("option 'prompt' entry 1 is 5");
+    // eslint-disable-next-line no-sparse-arrays
+    const negative = await rejection(pipe.generate({ ...SMALL, negativePrompt: [, 'b'] as string[] }));
+    expect(negative.message).toContain("option 'negativePrompt' entry 0 is missing");
+  });
+
+  it('promptEmbeds and latents over a SharedArrayBuffer give the same video as ordinary arrays', async () => {
+    const shared = (a: Float32Array) => {
+      const out = new Float32Array(new SharedArrayBuffer(a.byteLength));
+      out.set(a);
+      return out;
+    };
+    const embeds = new Float32Array(512 * 32).map((_, i) => Math.sin(i) * 0.1);
+    const base = { ...SMALL, prompt: undefined, guidanceScale: 1, guidanceScale2: 1 };
+    const latents = (await pipe.generate({ ...SMALL, output: 'latents' })).latents!;
+    const plain = await pipe.generate({ ...base, promptEmbeds: { dtype: 'float32', shape: [1, 512, 32], data: embeds }, latents });
+    const fromShared = await pipe.generate({
+      ...base,
+      promptEmbeds: { dtype: 'float32', shape: [1, 512, 32], data: shared(embeds) },
+      latents: { ...latents, data: shared(latents.data as Float32Array) },
+    });
+    expect(Buffer.from(fromShared.frames).equals(Buffer.from(plain.frames))).toBe(true);
+  });
+
+  it('a tensor whose data length does not match its shape is ERR_WAN_BAD_ARGUMENT naming it', async () => {
+    const base = { ...SMALL, prompt: undefined, guidanceScale: 1, guidanceScale2: 1 };
+    const err = await rejection(pipe.generate({ ...base, promptEmbeds: { dtype: 'float32', shape: [1, 512, 32], data: new Float32Array(100) } }));
+    expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect(err.message).toContain("option 'promptEmbeds' has 100 values but its shape [1,512,32] needs 16384");
+    const latents = await rejection(pipe.generate({ ...SMALL, latents: { dtype: 'float32', shape: [1, 16, 2, 4, 1.5], data: new Float32Array(192) } }));
+    expect([latents.code, latents.message]).toEqual(['ERR_WAN_BAD_ARGUMENT', expect.stringContaining("option 'latents' has shape [1,16,2,4,1.5]")]);
   });
 });
 
@@ -273,5 +338,44 @@ describe('WanPipeline.load', () => {
     expect((await pending).numFrames).toBe(5);
     expect((await rejection(pipe.generate(SMALL))).code).toBe('ERR_WAN_DISPOSED');
     expect(() => pipe.info()).toThrow(/disposed/);
+  });
+
+  it("vaeDtype 'float16' on the CPU loads only where libtorch has half-precision CPU convolutions", async () => {
+    const result = await WanPipeline.load(TINY, { vaeDtype: 'float16' }).then((p) => p, (e) => e);
+    if (runtimeInfo().libtorchVersion.startsWith('1.')) {
+      // Debian's libtorch 1.13: refused at load, not at every decode.
+      expect(result.code).toBe('ERR_WAN_BAD_ARGUMENT');
+      expect(result.message).toContain("option 'vaeDtype' is 'float16', which this libtorch");
+    } else {
+      const pipe = result as WanPipeline;
+      try {
+        expect((await pipe.generate({ ...SMALL, steps: 1 })).numFrames).toBe(5);
+      } finally {
+        await pipe.dispose();
+      }
+    }
+  });
+
+  it('a model path containing a NUL character is ERR_WAN_BAD_ARGUMENT showing the whole path', async () => {
+    const err = await rejection(WanPipeline.load('/tmp/\0x'));
+    expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect(err.message).toContain("option 'dir' \"/tmp/\\u0000x\" contains a NUL character");
+  });
+
+  it('an image too elongated for the model area blames the image, and explicit width and height work', async () => {
+    const ti2v = await WanPipeline.load(path.join(FIXTURES, 'ti2v-5b-tiny'));
+    try {
+      const embeds = { dtype: 'float32' as const, shape: [1, 512, 32], data: new Float32Array(512 * 32).fill(0.1) };
+      const image = { data: new Uint8Array(1 * 5000 * 3).fill(128), width: 1, height: 5000 };
+      const base = { numFrames: 5, steps: 1, seed: 1, guidanceScale: 1, promptEmbeds: embeds, image, output: 'latents' as const };
+      const err = await rejection(ti2v.generate(base));
+      expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+      expect(err.message).toContain("option 'image' has aspect 1x5000");
+      expect(err.message).toContain('beyond the 8192 limit; allowed: pass width and height explicitly');
+      const sized = await ti2v.generate({ ...base, width: 32, height: 64 });
+      expect(sized.settings).toMatchObject({ width: 32, height: 64 });
+    } finally {
+      await ti2v.dispose();
+    }
   });
 });

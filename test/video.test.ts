@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { WanError } from '../lib/errors.js';
-import { floatToUint8, framePath, Video } from '../lib/video.js';
+import { floatToUint8, framePath, type SaveOptions, Video, type VideoQuality } from '../lib/video.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -238,5 +238,55 @@ describe('Video.save', () => {
       process.env.PATH = savedPath;
       if (savedFfmpeg !== undefined) process.env.WAN_VIDEO_FFMPEG = savedFfmpeg;
     }
+  });
+
+  it('bad save arguments are ERR_WAN_BAD_ARGUMENT naming the argument, and write nothing', async () => {
+    const target = path.join(dir, 'badargs');
+    const v = syntheticVideo(8, 8, 1, 16);
+    const cases: Array<[() => Promise<unknown>, string]> = [
+      [() => v.save(42 as unknown as string), "option 'path' is 42"],
+      [() => v.save(path.join(target, 'a\0b.mp4')), "option 'path'"],
+      [() => v.save(path.join(target, 'n.mp4'), null as unknown as SaveOptions), "option 'options' is null"],
+      // 'toString' is "in" every object: it used to reach FFmpeg as a function.
+      [() => v.save(path.join(target, 'q.mp4'), { quality: 'toString' as VideoQuality }), "option 'quality' is \"toString\""],
+      [() => v.save(path.join(target, 'u.mp4'), { codec: 'hevc', fps: 5 } as SaveOptions), "option 'codec' is not a save option"],
+      [() => v.save(path.join(target, 'c.gif'), { crf: 10n } as unknown as SaveOptions), "option 'crf' is 10n (a BigInt)"],
+      [() => v.save(path.join(target, 's.mp4'), { signal: {} } as SaveOptions), "option 'signal' must be an AbortSignal"],
+      [() => v.toBuffer('mp4', { fps: 5 } as SaveOptions), "option 'fps' is not a save option"],
+    ];
+    for (const [save, message] of cases) {
+      const err = await expectWanError(save(), 'ERR_WAN_BAD_ARGUMENT');
+      expect(err.message).toContain(message);
+    }
+    expect((await expectWanError(v.save(path.join(target, 'a\0b.mp4')), 'ERR_WAN_BAD_ARGUMENT')).message).toContain('NUL');
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('filesystem failures are WanErrors naming the path and the OS reason, with the cause, leaving nothing behind', async () => {
+    const target = path.join(dir, 'fsfail');
+    await mkdir(path.join(target, 'dir.mp4'), { recursive: true });
+    await writeFile(path.join(target, 'afile'), 'x');
+    const v = syntheticVideo(8, 8, 2, 16);
+    const cases: Array<[string, string]> = [
+      [path.join(target, 'afile', 'x.mp4'), 'a parent of it is a file'], // EEXIST / ENOTDIR from mkdir
+      [path.join(target, 'afile', 'f-%d.png'), 'a parent of it is a file'],
+      [path.join(target, 'dir.mp4'), 'it is a folder; EISDIR'],
+      [path.join(target, 'f-%0300d.png'), 'a name in it is too long; ENAMETOOLONG'],
+    ];
+    for (const [file, reason] of cases) {
+      const err = await expectWanError(v.save(file), 'ERR_WAN_BAD_ARGUMENT');
+      expect(err.message).toContain(`cannot write '${file}': ${reason}`);
+      expect((err.cause as NodeJS.ErrnoException).code).toMatch(/^E[A-Z]+$/);
+    }
+    expect((await readdir(target)).sort()).toEqual(['afile', 'dir.mp4']);
+    expect(await readdir(path.join(target, 'dir.mp4'))).toEqual([]);
+  });
+
+  it('a PNG sequence that fails at one frame removes the frames already written', async () => {
+    const target = path.join(dir, 'pngfail');
+    await mkdir(path.join(target, 'f-2.png'), { recursive: true }); // frame 2's name is taken by a folder
+    const err = await expectWanError(syntheticVideo(8, 8, 4, 16).save(path.join(target, 'f-%d.png')), 'ERR_WAN_BAD_ARGUMENT');
+    expect(err.message).toContain('EISDIR');
+    expect(await readdir(target)).toEqual(['f-2.png']);
   });
 });
