@@ -47,6 +47,7 @@ export interface GenerateOptions {
   shift?: number;
   sampler?: Sampler;
   seed?: number;
+  /** Videos per prompt, 1..64 (generateBatch(); prompts x numVideosPerPrompt is at most 64 per call). */
   numVideosPerPrompt?: number;
   /** Caller-given initial noise [B, C, F', H', W'] float32 (then `seed` is ignored). */
   latents?: import('../binding.js').TensorData;
