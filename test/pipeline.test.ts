@@ -193,11 +193,18 @@ describe('WanPipeline on the bundled tiny model', () => {
   }
 
   it('a request too large for memory is ERR_WAN_OOM saying what it needs, and the pipeline stays usable', async () => {
-    // 8192x8192x9997 frames: the initial noise alone would be ~167 GB.
-    const err = await rejection(pipe.generate({ ...SMALL, width: 8192, height: 8192, numFrames: 9997 }));
+    // 8192x8192x4001 frames: the initial noise alone would be ~67 GB.
+    const err = await rejection(pipe.generate({ ...SMALL, width: 8192, height: 8192, numFrames: 4001 }));
     expect(err.code).toBe('ERR_WAN_OOM');
     expect(err.message).toMatch(/needs about [0-9.]+ [KMGT]i?B of host memory; use a smaller size or fewer frames/);
     expect((await pipe.generate(SMALL)).numFrames).toBe(5);
+  });
+
+  it("a size beyond the DiT's rotary tables is ERR_WAN_BAD_ARGUMENT in the caller's terms", async () => {
+    // 9997 frames: 2500 latent frames, past the tiny model's rope_max_seq_len of 1024 patches per axis.
+    const err = await rejection(pipe.generate({ ...SMALL, numFrames: 9997 }));
+    expect(err.code).toBe('ERR_WAN_BAD_ARGUMENT');
+    expect(err.message).toContain("option 'numFrames' is 9997: 2500 patches along it, more than the model's rope_max_seq_len 1024");
   });
 
   it('keeps memory flat across 20 consecutive generations', async () => {

@@ -241,6 +241,16 @@ void WanPipeline::validate(const GenerateRequest& r) const {
   if (r.numFrames < 1 || (r.numFrames - 1) % vc.scaleFactorTemporal != 0)
     throwBadArgument("option 'numFrames' is " + std::to_string(r.numFrames) + "; it must be " + std::to_string(vc.scaleFactorTemporal) + "k+1");
   if (r.steps < 1 || r.steps > 1000) throwBadArgument("option 'steps' is " + std::to_string(r.steps) + "; allowed: 1..1000");
+  // The DiT's rotary tables cover rope_max_seq_len patches per axis: said here in the caller's terms.
+  const int64_t patchFrames = ((r.numFrames - 1) / vc.scaleFactorTemporal + 1) / tc.patchSize[0];
+  auto withinRope = [&](const char* option, int64_t value, int64_t patches) {
+    if (patches > tc.ropeMaxSeqLen)
+      throwBadArgument(std::string("option '") + option + "' is " + std::to_string(value) + ": " + std::to_string(patches) +
+                       " patches along it, more than the model's rope_max_seq_len " + std::to_string(tc.ropeMaxSeqLen));
+  };
+  withinRope("numFrames", r.numFrames, patchFrames);
+  withinRope("height", r.height, r.height / hMult);
+  withinRope("width", r.width, r.width / wMult);
   if (r.numVideosPerPrompt < 1 || r.numVideosPerPrompt > 64) throwBadArgument("option 'numVideosPerPrompt' must be 1..64");
   // Every video of a call is one row of the same batch, through the text encoder and each DiT
   // forward: bounded, so that a long prompt list cannot exhaust memory before anything is checked.
