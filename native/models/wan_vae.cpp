@@ -305,7 +305,7 @@ at::Tensor WanVae::encodeWhole(const at::Tensor& x, const RunContext* ctx, int64
   for (int64_t i = 0; i < chunks; ++i) {
     checkCancelled(ctx);
     at::Tensor chunk = i == 0 ? x.narrow(2, 0, 1) : x.narrow(2, 1 + ft * (i - 1), ft);
-    at::Tensor h = quantConv_.forward(encoder_->forward(chunk, cache));
+    at::Tensor h = quantConv_.forward(encoder_->forward(chunk, cache, ctx));
     if (!out.defined()) out = at::empty({x.size(0), h.size(1), chunks, h.size(3), h.size(4)}, h.options());
     out.narrow(2, i, 1).copy_(h);
     report(ctx, "encode", tile * chunks + i + 1, tiles * chunks, clock);
@@ -363,7 +363,7 @@ void WanVae::decodeInto(const at::Tensor& z, at::Tensor& out, const RunContext* 
   for (int64_t i = 0; i < frames; ++i) {
     checkCancelled(ctx);
     at::Tensor x = postQuantConv_.forward(z.narrow(2, i, 1));
-    at::Tensor y = decoder_->forward(x, cache, i == 0);
+    at::Tensor y = decoder_->forward(x, cache, i == 0, ctx);
     x.reset();
     if (video) y = unpatchify(y).clamp_(-1.0, 1.0);
     y = y.to(at::kCPU, at::kFloat);

@@ -388,10 +388,13 @@ Encoder3d::Encoder3d(WeightSource& w, const VaeConfig& c) {
   convOut_.load(w, "encoder.conv_out", top, 2 * c.zDim, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
 }
 
-at::Tensor Encoder3d::forward(const at::Tensor& input, CausalCache& cache) const {
+at::Tensor Encoder3d::forward(const at::Tensor& input, CausalCache& cache, const RunContext* ctx) const {
   cache.beginChunk();
   at::Tensor x = cachedConv(convIn_, input, cache);
-  for (const auto& block : blocks_) x = block->forward(std::move(x), cache, false);
+  for (const auto& block : blocks_) {
+    if (ctx) ctx->checkCancelled();
+    x = block->forward(std::move(x), cache, false);
+  }
   x = normOut_.forward(x);
   at::silu_(x);
   return cachedConv(convOut_, x, cache);
@@ -439,10 +442,13 @@ Decoder3d::Decoder3d(WeightSource& w, const VaeConfig& c) {
   convOut_.load(w, "decoder.conv_out", dims.back(), c.outChannels, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
 }
 
-at::Tensor Decoder3d::forward(const at::Tensor& input, CausalCache& cache, bool firstChunk) const {
+at::Tensor Decoder3d::forward(const at::Tensor& input, CausalCache& cache, bool firstChunk, const RunContext* ctx) const {
   cache.beginChunk();
   at::Tensor x = cachedConv(convIn_, input, cache);
-  for (const auto& block : blocks_) x = block->forward(std::move(x), cache, firstChunk);
+  for (const auto& block : blocks_) {
+    if (ctx) ctx->checkCancelled();
+    x = block->forward(std::move(x), cache, firstChunk);
+  }
   x = normOut_.forward(x);
   at::silu_(x);
   return cachedConv(convOut_, x, cache);

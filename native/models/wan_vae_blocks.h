@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/model_config.h"
+#include "core/run_context.h"
 #include "core/tensor_io.h"
 
 namespace wan::vae {
@@ -170,7 +171,8 @@ class BlockGroup : public Block {
 class Encoder3d {
  public:
   Encoder3d(WeightSource& w, const VaeConfig& c);
-  at::Tensor forward(const at::Tensor& x, CausalCache& cache) const;
+  // `ctx`: checked for cancellation between blocks (a frame at a large size takes seconds on a CPU).
+  at::Tensor forward(const at::Tensor& x, CausalCache& cache, const RunContext* ctx = nullptr) const;
   void estimate(ActShape s, MemoryTally& m, bool firstChunk) const;
   void forEachWeight(const WeightFn& fn) {
     convIn_.forEachWeight(fn), convOut_.forEachWeight(fn), normOut_.forEachWeight(fn);
@@ -187,7 +189,8 @@ class Encoder3d {
 class Decoder3d {
  public:
   Decoder3d(WeightSource& w, const VaeConfig& c);
-  at::Tensor forward(const at::Tensor& x, CausalCache& cache, bool firstChunk) const;
+  // `ctx`: checked for cancellation between blocks, as in Encoder3d.
+  at::Tensor forward(const at::Tensor& x, CausalCache& cache, bool firstChunk, const RunContext* ctx = nullptr) const;
   void estimate(ActShape s, MemoryTally& m, bool firstChunk) const;
   void forEachWeight(const WeightFn& fn) {
     convIn_.forEachWeight(fn), convOut_.forEachWeight(fn), normOut_.forEachWeight(fn);

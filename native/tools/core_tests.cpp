@@ -1,7 +1,7 @@
 // C++ tests of native/core that JS cannot see: a float32 CPU weight loaded through WeightLoader is a
 // view of the file's mapping (no copy), the view keeps the mapping alive, and writing to it changes
 // neither the file nor another open of it (private copy-on-write mapping); and the attention
-// fallback stops between query blocks when cancelled.
+// fallback and the VAE decoder stop between blocks when cancelled.
 // Run by test/safetensors-zero-copy.test.ts; prints one line per check and exits non-zero on failure.
 #include <ATen/ATen.h>
 
@@ -16,9 +16,11 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/model_config.h"
 #include "core/safetensors.h"
 #include "core/tensor_io.h"
 #include "models/attention.h"
+#include "models/wan_vae_blocks.h"
 
 namespace {
 
@@ -114,6 +116,39 @@ int main(int argc, char** argv) {
     cancel = false;
     const at::Tensor whole = wan::chunkedAttention(q, q, q, /*queryChunk=*/8);
     check(at::equal(wan::chunkedAttention(q, q, q, /*queryChunk=*/2, &ctx), whole), "chunkedAttention not cancelled: the same values in blocks");
+  }
+
+  // The VAE's decoder checks for cancellation between its blocks (argv[2]: a VAE config.json; the
+  // weights are random, only the control flow matters).
+  if (argc > 2) {
+    const wan::VaeConfig config = wan::readVaeConfig(argv[2]);
+    wan::RandomWeights random(1, at::kFloat, at::Device(at::kCPU));
+    const wan::vae::Decoder3d decoder(random, config);
+    const at::Tensor z = at::zeros({1, config.zDim, 1, 4, 4});
+    std::atomic<bool> cancel{true};
+    const wan::RunContext ctx({}, &cancel);
+    bool aborted = false;
+    try {
+      wan::vae::CausalCache cache;
+      decoder.forward(z, cache, /*firstChunk=*/true, &ctx);
+    } catch (const wan::WanError& e) {
+      aborted = e.code() == wan::ErrorCode::Aborted;
+    }
+    check(aborted, "the VAE decoder with a cancelled context throws ERR_WAN_ABORTED between its blocks");
+    cancel = false;
+    wan::vae::CausalCache cache;
+    check(decoder.forward(z, cache, /*firstChunk=*/true, &ctx).dim() == 5, "the VAE decoder not cancelled decodes");
+
+    const wan::vae::Encoder3d encoder(random, config);
+    cancel = true;
+    aborted = false;
+    try {
+      wan::vae::CausalCache encodeCache;
+      encoder.forward(at::zeros({1, config.inChannels, 1, 16, 16}), encodeCache, &ctx);
+    } catch (const wan::WanError& e) {
+      aborted = e.code() == wan::ErrorCode::Aborted;
+    }
+    check(aborted, "the VAE encoder with a cancelled context throws ERR_WAN_ABORTED between its blocks");
   }
 
   std::remove(path.c_str());
