@@ -35,7 +35,7 @@ function smallDitForwardFlops(tokens: number): number {
 describe('npm run bench (wan_bench, small config on the CPU)', () => {
   it('prints one JSON line with positive finite timings, FLOPs, rates and peaks', () => {
     expect(existsSync(path.join(binDir, 'wan_bench'))).toBe(true);
-    const stdout = execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bench.mjs'), '--model', 'small', '--device', 'cpu', '--iters', '1', '--json'], {
+    const stdout = execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bench.mjs'), '--model', 'small', '--device', 'cpu', '--iters', '1', '--vae-tiled', '--json'], {
       env: { ...process.env, WAN_BENCH_BIN: path.join(binDir, 'wan_bench') },
       encoding: 'utf8',
     });
@@ -59,6 +59,13 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     }
     expect(r.vae_decode.tiled.estimate_bytes).toBeLessThan(r.vae_decode.untiled.estimate_bytes);
     expect(r.vae_decode.seconds_min).toBe(r.vae_decode.untiled.seconds_min);
+    // Without --vae-tiled the tiled decode runs only where whole frames do not fit (here they do).
+    const vaeOnly = spawnSync(path.join(binDir, 'wan_bench'), ['--skip', 'text,dit,rates', '--warmup', '0', '--json'], { encoding: 'utf8' });
+    expect(vaeOnly.status, vaeOnly.stderr).toBe(0);
+    const v = JSON.parse(vaeOnly.stdout.trim()).vae_decode;
+    expect(v).toMatchObject({ counted: 'untiled', tiled: null });
+    expect(v.tiled_estimate_bytes).toBe(r.vae_decode.tiled.estimate_bytes);
+    expect(v.untiled.iters).toBe(1);
     // A step with CFG is two forwards; the count follows the stated formula.
     expect(r.dit_step.flops).toBeCloseTo(2 * smallDitForwardFlops(r.tokens), -3);
     expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min + r.vae_decode.seconds_min, 3);
@@ -190,7 +197,9 @@ describe('npm run bench -- --reference (ours vs the reference modules, same conf
     const [ref] = read('reference.jsonl');
     expect(ref).toMatchObject({ tool: 'reference', model: 'small', width: ours.width, height: ours.height, frames: ours.frames, dtype: ours.dtype });
     for (const comp of ['dit_step', 'text_encode', 'vae_decode']) {
-      const row = p.stdout.split('\n').find((l) => l.startsWith(`| small ${ours.width}x${ours.height}x${ours.frames} | ${comp} |`));
+      // The VAE row says which of our decodes it counts: "vae_decode (untiled, float32)".
+      const label = comp === 'vae_decode' ? `${comp} (${ours[comp].counted}, ${ours[comp].dtype})` : comp;
+      const row = p.stdout.split('\n').find((l) => l.startsWith(`| small ${ours.width}x${ours.height}x${ours.frames} | ${label} |`));
       expect(row, comp).toBeDefined();
       const ratio = ref[comp].seconds_min / ours[comp].seconds_min;
       expect(row).toContain(`| ${ratio.toFixed(2)}x |`);

@@ -100,7 +100,8 @@ def bench_vae(args, device, size):
     spatial = 16 if args.model == "ti2v5b" else 8
     z = torch.randn(1, z_dim, (frames - 1) // 4 + 1, height // spatial, width // spatial, device=device)
     with torch.no_grad():
-        timing = time_calls(device, 0, 1, lambda: model.decode(z, return_dict=False))
+        # Warm-up as for ours (cuDNN plans, lazy kernel loading, allocator growth), then one timed decode.
+        timing = time_calls(device, args.warmup, 1, lambda: model.decode(z, return_dict=False))
     result = {**timing, **peak(device), "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
     del model, z
     free(device)

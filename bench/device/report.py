@@ -64,7 +64,9 @@ def main():
         if r["check"] == "vae_decode":
             what = f"vae_decode {r['model']} ({r['layers']}, {'x'.join(map(str, r['size']))}, {r['dtype']})"
         else:
-            what = f"{r['check']} {r.get('model', r.get('size'))} ({r['layers']} layers, {r['dtype']})"
+            size = r.get("size")
+            at = f", {'x'.join(map(str, size))}" if r.get("model") and isinstance(size, list) else ""
+            what = f"{r['check']} {r.get('model', size)} ({r['layers']} layers{at}, {r['dtype']})"
         load = f"; ours loads in {r['ours_load_seconds']:.3g} s" if r.get("ours_load_seconds") else ""
         rows.append(f"| parity {what} | cos {fmt(c.get('cosine'), '.6f')} | rel_l2 {fmt(c.get('rel_l2'), '.2e')} {r.get('error', '')}| vs fp32: ours {fmt(fp32.get('rel_l2'), '.2e')},"
                     f" ref {fmt(ref_fp32.get('rel_l2'), '.2e')}{load} | {'PASS' if r['pass'] else 'FAIL'} |")
@@ -85,7 +87,13 @@ def main():
             ours_c, ref_c = o.get(comp) or {}, ref.get(comp) or {}
             if not ours_c and (not ref_c or order != "default"):
                 continue
-            label = comp if order == "default" else f"{comp} (SDPA order {order})"
+            label = comp
+            if comp == "vae_decode" and ours_c.get("counted"):
+                label += f" ({ours_c['counted']}, {ours_c.get('dtype', 'float32')})"  # the reference decodes whole frames
+            if comp == "dit_step" and o["model"] == "ti2v5b":
+                label += " (one timestep for all tokens)"  # as text-to-video; image-to-video uses per-token timesteps
+            if order != "default":
+                label += f" (SDPA order {order})"
             ours_s, ref_s = ours_c.get("seconds_min"), ref_c.get("seconds_min")
             speedup = ref_s / ours_s if ours_s and ref_s else None
             bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {label} | {fmt(ours_s, '.4g')} s | {fmt(ref_s, '.4g')} s |"
