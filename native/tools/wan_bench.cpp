@@ -596,7 +596,7 @@ int main(int argc, char** argv) {
       else
         std::printf("  %-14s untiled not run: estimate %s > free %s\n", "vae_decode", human(static_cast<double>(vaeUntiled.estimateBytes) / (1 << 30), "GiB").c_str(),
                     human(static_cast<double>(vaeFreeBytes) / (1 << 30), "GiB").c_str());
-      vaeRow("vae_dec_tiled", vaeTiled);
+      if (vaeTiled.ran) vaeRow("vae_dec_tiled", vaeTiled);
       std::printf("  (VAE in %s, FLOPs not counted; tiles %lld px, overlap %lld px%s)\n", dtypeToName(vaeDtype).c_str(), static_cast<long long>(m.tileSize), static_cast<long long>(m.tileOverlap),
                   vaeSplits ? "" : "; one tile covers the frame, so the tiled row decodes whole frames");
     }
