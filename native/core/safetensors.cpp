@@ -1,8 +1,6 @@
 #include "safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <filesystem>
 
 #include "errors.h"
+#include "file_read.h"
 #include "json.h"
 
 namespace fs = std::filesystem;
@@ -155,18 +154,11 @@ SafetensorsHeader parseSafetensorsImage(const uint8_t* bytes, uint64_t size, con
 }
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO for reading would wait for a writer forever (the S_ISREG check below
-  // refuses it); regular files ignore the flag.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throwBadCheckpoint("cannot open " + path + ": " + std::strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throwBadCheckpoint(path + " is not a regular file");
-  }
+  uint64_t size = 0;
+  const int fd = openRegularFile(path, path, &size);
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
-  f->size_ = static_cast<uint64_t>(st.st_size);
+  f->size_ = size;
   if (f->size_ > 0) {
     // Private and writable: tensors viewing the mapping may be written by callers without touching
     // the file (copy-on-write pages), and reads stay zero-copy.
