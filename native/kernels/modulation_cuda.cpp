@@ -42,7 +42,7 @@ at::Tensor fusedLayerNormModulate(const at::Tensor& xIn, const at::Tensor& scale
   at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
   // A broadcast token dimension (size 1) has token stride 0 for the kernel.
   auto tokenStride = [](const at::Tensor& m) { return m.size(1) == 1 ? int64_t{0} : m.stride(1); };
-  int rc = wan_layer_norm_modulate(x.data_ptr(), out.data_ptr(), kernelDtype(x.scalar_type()), scale.data_ptr<float>(),
+  const int rc = wan_layer_norm_modulate(x.data_ptr(), out.data_ptr(), kernelDtype(x.scalar_type()), scale.data_ptr<float>(),
                                          scale.stride(0), tokenStride(scale), shift.data_ptr<float>(), shift.stride(0),
                                          tokenStride(shift), x.size(0), x.size(1), x.size(2), static_cast<float>(eps),
                                          c10::cuda::getCurrentCUDAStream().stream());

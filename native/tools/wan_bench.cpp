@@ -26,10 +26,11 @@
 // VAE decode (a14b: the Wan2.1 VAE, ti2v5b: the Wan2.2 VAE, small: a tiny Wan2.1-style VAE) of
 // random latents of the run's latent shape, whole frames ("untiled") when WanVae's estimate plus the
 // weights fits the device's free memory, else (or also, with --vae-tiled) spatially tiled (256 px
-// tiles, 64 px overlap; 64/16 for small), one timed decode after the warm-up, in --vae-dtype (float32 by default, as the reference pipelines load the VAE and as
-// bench/device/reference_bench.py --vae times it). FLOPs are not counted for the VAE (causal 3D convs, up-sampling and attention of
-// varying widths per stage): its row reports time and memory only. The end-to-end estimate adds
-// the untiled decode when it ran, else the tiled one.
+// tiles, 64 px overlap; 64/16 for small), one timed decode after the warm-up, in --vae-dtype
+// (float32 by default, as the reference pipelines load the VAE and as
+// bench/device/reference_bench.py --vae times it). FLOPs are not counted for the VAE (causal 3D
+// convs, up-sampling and attention of varying widths per stage): its row reports time and memory
+// only. The end-to-end estimate adds the untiled decode when it ran, else the tiled one.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -242,10 +243,10 @@ JsonObject runPipeline(const BenchModel& m, const std::string& indexDir, at::Dev
   double doneMs = NAN;
   // Progress events are stamped when the host queues the work; synchronizing in the callback makes
   // each stamp the device's own end of the step (one sync per step costs nothing at these sizes).
-  const auto generateStart = std::make_shared<std::chrono::steady_clock::time_point>();
+  std::chrono::steady_clock::time_point start;  // set when generate() starts
   auto deviceMs = [&] {
     synchronize(device);
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - *generateStart).count();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   };
   RunContext ctx(
       [&](const ProgressEvent& e) {
@@ -268,8 +269,7 @@ JsonObject runPipeline(const BenchModel& m, const std::string& indexDir, at::Dev
   request.width = m.width, request.height = m.height, request.numFrames = m.frames, request.steps = steps;
   request.guidanceScale = 5.0;
   request.tiledDecode = tiledDecode, request.autoTiledDecode = !tiledDecode;
-  const auto start = std::chrono::steady_clock::now();
-  *generateStart = start;
+  start = std::chrono::steady_clock::now();
   GenerateResult result = pipeline->generate(request, ctx);
   synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
