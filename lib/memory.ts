@@ -20,7 +20,9 @@
 //                device); the VAE whole but decoding in tiles (see below).
 //
 // Activations, counted from the code paths (batch 1 per forward: CFG runs cond and uncond one
-// after the other; attention is fused, so no tokens^2 matrix):
+// after the other; attention is fused, so no tokens^2 matrix). Under 'sequential' the two passes
+// run block by block, so that each streamed block visits once per step: the pass not running holds
+// its hidden state, tokens x dim x b more (CFG_HELD_STATES).
 //   DiT, tokens = latent frames x (H / spatial / patch_h) x (W / spatial / patch_w), b = compute
 //   dtype bytes. The larger of
 //     attention phase: tokens x dim x (5b + 18): the residual, q, k, v and the attention output in
@@ -56,6 +58,8 @@ export const TEXT_ENCODE_ACTIVATION_BYTES = 256 * 1024 ** 2;
 export const OVERHEAD_BYTES = 1.5 * 1024 ** 3;
 /** 'sequential': DiT blocks on the device at once (native/models/wan_transformer.cpp bounds its look-ahead to this). */
 export const STREAMED_BLOCKS = 3;
+/** 'sequential': hidden states held by the CFG pass not running (WanTransformer::forwardEach). */
+export const CFG_HELD_STATES = 1;
 const TEXT_DIM = 4096; // umt5-xxl d_model: the DiT's text embedder input in every Wan2.2 model
 const FREQ_DIM = 256;
 
@@ -145,7 +149,9 @@ export function estimateMemory(model: MemoryModel, request: MemoryRequest): Reco
   const streamedDit = ditNonBlock + STREAMED_BLOCKS * model.largestBlockParameters * bytes;
 
   const textActivations = textEncoder > 0 ? TEXT_ENCODE_ACTIVATION_BYTES : 0;
-  const ditActivations = ditActivationBytes(model, ditTokens(model, request), request.dtype);
+  const tokens = ditTokens(model, request);
+  const ditActivations = ditActivationBytes(model, tokens, request.dtype);
+  const streamedDitActivations = ditActivations + CFG_HELD_STATES * tokens * dim * bytes;
   const decode = (mode: Offload) =>
     vaeDecodeBytes(model, request, request.vaeTile ?? (mode === 'sequential' ? VAE_DEFAULT_TILE : 0));
 
@@ -162,7 +168,7 @@ export function estimateMemory(model: MemoryModel, request: MemoryRequest): Reco
     ],
     sequential: [
       ['text', textEncoder, textActivations],
-      ['denoise', streamedDit, ditActivations],
+      ['denoise', streamedDit, streamedDitActivations],
       ['decode', vae, decode('sequential')],
     ],
   };

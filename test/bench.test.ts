@@ -82,6 +82,10 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
       if (mode === 'model') expect(r.dit_step_offload.weight_bytes).toBe(0);
       else expect(r.dit_step_offload.weight_bytes).toBeGreaterThan(0);
       if (mode === 'sequential') expect(r.dit_step_offload.weight_bytes).toBeLessThan(r.dit_step.weight_bytes);
+      // Per CFG step (two passes, float32 here): 'model' uploads the whole expert once; 'sequential'
+      // streams the blocks (all but what stays) once for both passes, not once per pass.
+      const perStep = mode === 'model' ? r.dit_step.weight_bytes : r.dit_step.weight_bytes - r.dit_step_offload.weight_bytes;
+      expect(r.dit_step_offload.upload_bytes_per_step).toBe(perStep);
     }
     const bad = spawnSync(path.join(binDir, 'wan_bench'), ['--offload', 'disk'], { encoding: 'utf8' });
     expect(bad.status).toBe(1);

@@ -56,10 +56,13 @@ describe('estimateMemory', () => {
     expect(e.none.totalBytes).toBe(2 * expert + vae + decode + OVERHEAD_BYTES);
     expect(e.model).toMatchObject({ phase: 'denoise', weightsBytes: expert, activationBytes: dit });
     expect(e.model.totalBytes).toBe(expert + dit + OVERHEAD_BYTES);
-    // Sequential: non-block weights (8 d^2 + 4352 d) + three blocks; decode in 256-pixel tiles.
+    // Sequential: non-block weights (8 d^2 + 4352 d) + three blocks, and the held CFG pass's hidden
+    // state (75,600 x 5120 bf16); decode in 256-pixel tiles.
     const streamed = (8 * 5120 * 5120 + 4352 * 5120 + 3 * 351e6) * 2;
+    const heldPass = 75_600 * 5120 * 2;
     const tiledDecode = 4 * VAE_DEFAULT_TILE ** 2 * 96 * VAE_WORKSET_FACTOR * 4 + video;
-    expect(e.sequential.totalBytes).toBe(Math.max(streamed + dit, vae + tiledDecode) + OVERHEAD_BYTES);
+    expect(e.sequential).toMatchObject({ phase: 'denoise', activationBytes: dit + heldPass });
+    expect(e.sequential.totalBytes).toBe(Math.max(streamed + dit + heldPass, vae + tiledDecode) + OVERHEAD_BYTES);
   });
 
   it('counts the text encoder only on the device and frees it after encoding', () => {

@@ -118,7 +118,8 @@ def main():
     for o in latest(os.path.join(out, "offload.jsonl"), lambda o: (*size_of(o), (o.get("dit_step_offload") or {}).get("offload"))):
         resident, placed = o.get("dit_step") or {}, o.get("dit_step_offload") or {}
         offload.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | {placed.get('offload', '?')} | {fmt(resident.get('seconds_min'), '.4g')} s |"
-                       f" {fmt(placed.get('seconds_min'), '.4g')} s | {gib(resident.get('peak_bytes'))} | {gib(placed.get('peak_bytes'))} |"
+                       f" {fmt(placed.get('seconds_min'), '.4g')} s | {gib(placed.get('upload_bytes_per_step'))} |"
+                       f" {gib(resident.get('peak_bytes'))} | {gib(placed.get('peak_bytes'))} |"
                        f" {'bit-identical' if placed.get('matches_resident') else 'DIFFERS'} |")
 
     pipeline = []
@@ -132,7 +133,7 @@ def main():
     sections = [t for t in (
         table("| check | result | detail | detail | verdict |", rows),
         table("| model / size | component | ours | reference | ref/ours | ours TFLOP/s | of floor | ours peak | ref peak |", bench),
-        table("| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | peak resident | peak offloaded | output |", offload),
+        table("| model / size | offload | step resident | step offloaded ('model': incl. a full upload) | uploaded per step | peak resident | peak offloaded | output |", offload),
         table("| model / size | pipeline offload | step (CFG) | decode | peak (CUDA reserved; CPU RSS) | peak allocated | build | finite video |", pipeline),
     ) if t]
     text = "\n\n".join("\n".join(s) for s in sections) if sections else "(no results)"

@@ -62,6 +62,9 @@ UploadStream::UploadStream(at::Device device)
 
 Upload UploadStream::start(const std::vector<at::Tensor*>& weights) const {
   Upload upload;
+  int64_t bytes = 0;
+  for (const at::Tensor* w : weights) bytes += w->defined() ? w->nbytes() : 0;
+  uploadedBytes_ += bytes;
   if (!async_) {
     for (at::Tensor* w : weights) *w = w->to(device_);
     return upload;

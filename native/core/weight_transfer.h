@@ -14,6 +14,7 @@
 #include <c10/core/Event.h>
 #include <c10/core/Stream.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -85,10 +86,15 @@ class UploadStream {
   std::shared_ptr<c10::Event> mark() const;
   static void waitFor(const std::shared_ptr<c10::Event>& mark);
 
+  // Bytes start() has copied (or queued) to the device so far: what the offload modes cost in
+  // transfers, for the benchmark and the tests.
+  int64_t uploadedBytes() const { return uploadedBytes_.load(); }
+
  private:
   at::Device device_;
   bool async_;          // CUDA: a side stream and events
   c10::Stream stream_;  // the side stream (the default stream when not async)
+  mutable std::atomic<int64_t> uploadedBytes_{0};
 };
 
 // A component's weights visiting another device for a while (the text encoder while it encodes,

@@ -312,8 +312,27 @@ at::Tensor WanTransformer::block(const WanBlockWeights& w, const at::Tensor& inp
   return addInDtypeOf(x, ffn * gate);
 }
 
-at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor& timestepIn, const at::Tensor& contextIn,
+at::Tensor WanTransformer::forward(const at::Tensor& hidden, const at::Tensor& timestep, const at::Tensor& context,
                                    TransformerDebug* debug, const RunContext* ctx) const {
+  return forwardPasses(hidden, timestep, {context}, debug, ctx).front();
+}
+
+bool WanTransformer::streamsBlocks() const {
+  return placement_ == WeightPlacement::Streamed || (placement_ == WeightPlacement::Offloaded && !onDevice_);
+}
+
+std::vector<at::Tensor> WanTransformer::forwardEach(const at::Tensor& hidden, const at::Tensor& timestep,
+                                                    const std::vector<at::Tensor>& contexts, const RunContext* ctx) const {
+  // Interleaving pays only where the blocks travel; elsewhere it would hold a hidden state per pass.
+  if (streamsBlocks()) return forwardPasses(hidden, timestep, contexts, nullptr, ctx);
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& context : contexts) out.push_back(forwardPasses(hidden, timestep, {context}, nullptr, ctx).front());
+  return out;
+}
+
+std::vector<at::Tensor> WanTransformer::forwardPasses(const at::Tensor& hiddenIn, const at::Tensor& timestepIn,
+                                                      const std::vector<at::Tensor>& contexts, TransformerDebug* debug,
+                                                      const RunContext* ctx) const {
   c10::InferenceMode inference;
   const TransformerConfig& c = config_;
   const auto [pt, ph, pw] = c.patchSize;
@@ -330,10 +349,13 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
   const int64_t f = frames / pt, hp = height / ph, wp = width / pw, seq = f * hp * wp;
   if (f > c.ropeMaxSeqLen || hp > c.ropeMaxSeqLen || wp > c.ropeMaxSeqLen)
     throwBadArgument("hidden states " + shapeString(hiddenIn.sizes()) + " give a patch grid larger than rope_max_seq_len " + std::to_string(c.ropeMaxSeqLen));
-  if (contextIn.dim() != 3 || !at::isFloatingType(contextIn.scalar_type()) || contextIn.size(0) != batch ||
-      contextIn.size(1) < 1 || contextIn.size(2) != c.textDim)
-    throwBadArgument("encoder hidden states must be a floating tensor [" + std::to_string(batch) + ", L, " + std::to_string(c.textDim) +
-                     "]; got " + shapeString(contextIn.sizes()));
+  if (contexts.empty()) throwBadArgument("a DiT forward needs encoder hidden states (none given)");
+  for (const at::Tensor& contextIn : contexts) {
+    if (contextIn.dim() != 3 || !at::isFloatingType(contextIn.scalar_type()) || contextIn.size(0) != batch ||
+        contextIn.size(1) < 1 || contextIn.size(2) != c.textDim)
+      throwBadArgument("encoder hidden states must be a floating tensor [" + std::to_string(batch) + ", L, " + std::to_string(c.textDim) +
+                       "]; got " + shapeString(contextIn.sizes()));
+  }
   const bool tsNumeric = at::isFloatingType(timestepIn.scalar_type()) || at::isIntegralType(timestepIn.scalar_type(), false);
   const bool perToken = timestepIn.dim() == 2;
   const bool tsShapeOk = (timestepIn.dim() <= 1 && (timestepIn.numel() == 1 || timestepIn.numel() == batch)) ||
@@ -343,7 +365,6 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
                      ", " + std::to_string(seq) + "]; got " + shapeString(timestepIn.sizes()));
 
   const at::Tensor hidden = hiddenIn.to(device_, dtype_);
-  const at::Tensor context = contextIn.to(device_, dtype_);
   at::Tensor timestep = timestepIn.to(device_, at::kFloat).reshape({-1});
   if (!perToken && timestep.numel() == 1) timestep = timestep.expand({batch});
 
@@ -396,14 +417,17 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
     debug->add("timestep_proj", timestepProj);
   }
 
-  // ---- text projection
-  at::Tensor text = outer.textLinear2(at::gelu(outer.textLinear1(context), "tanh"));
+  // ---- text projection, one per pass
+  std::vector<at::Tensor> texts;
+  for (const at::Tensor& context : contexts)
+    texts.push_back(outer.textLinear2(at::gelu(outer.textLinear1(context.to(device_, dtype_)), "tanh")));
 
-  // ---- blocks. Streaming (a device copy without blocks): block i+1 uploads on the side stream
-  // while block i runs, and block i's copy is dropped when its compute is queued. Before block i+1's
-  // upload starts, the host waits until the device has finished block i-2 (whose copy was dropped
-  // after it): the upload then reuses that memory, and the device holds at most blocks i-1 (still
-  // running), i and i+1, while the host stays a block ahead so the device never idles.
+  // ---- blocks, each run by every pass before the next block. Streaming (a device copy without
+  // blocks): block i+1 uploads on the side stream while block i runs, and block i's copy is dropped
+  // when its compute is queued. Before block i+1's upload starts, the host waits until the device
+  // has finished block i-2 (whose copy was dropped after it): the upload then reuses that memory,
+  // and the device holds at most blocks i-1 (still running), i and i+1, while the host stays a
+  // block ahead so the device never idles.
   struct Visiting {
     WanBlockWeights weights;
     Upload upload;
@@ -414,16 +438,22 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
     return v;
   };
   std::string backend;  // what SDPA picks for block 0's self-attention (the same in every block)
+  std::vector<at::Tensor> xs(contexts.size(), x);
+  x.reset();  // the passes' states hold the patch embedding until block 0 replaces it
+  auto runBlock = [&](const WanBlockWeights& w, size_t i) {
+    for (size_t p = 0; p < xs.size(); ++p)
+      xs[p] = block(w, xs[p], texts[p], timestepProj, rope, i == 0 && p == 0 ? &backend : nullptr, ctx);
+  };
   const bool streamed = copy && copy->blocks.empty();
   std::unique_ptr<Visiting> next;
   std::deque<std::shared_ptr<c10::Event>> doneMarks;  // streaming: after each block's copy was dropped
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (ctx) ctx->checkCancelled();
     if (!copy) {
-      x = block(blocks_[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr, ctx);
+      runBlock(blocks_[i], i);
     } else if (!streamed) {
       uploader_->await(copy->blockUploads[i]);
-      x = block(copy->blocks[i], x, text, timestepProj, rope, i == 0 ? &backend : nullptr, ctx);
+      runBlock(copy->blocks[i], i);
     } else {
       auto current = next ? std::move(next) : std::make_unique<Visiting>(startVisit(i));
       if (doneMarks.size() >= 2) {
@@ -432,23 +462,27 @@ at::Tensor WanTransformer::forward(const at::Tensor& hiddenIn, const at::Tensor&
       }
       if (i + 1 < blocks_.size()) next = std::make_unique<Visiting>(startVisit(i + 1));
       uploader_->await(current->upload);
-      x = block(current->weights, x, text, timestepProj, rope, i == 0 ? &backend : nullptr, ctx);
+      runBlock(current->weights, i);
       current.reset();  // dropped before the mark: when the device passes it, the memory is reusable
       doneMarks.push_back(uploader_->mark());
     }
-    if (debug) debug->add("block_" + std::to_string(i) + "_out", x);
+    if (debug) debug->add("block_" + std::to_string(i) + "_out", xs.front());
   }
   if (!blocks_.empty()) {
     std::lock_guard<std::mutex> lock(forwardStateMutex_);
     selfAttentionBackend_ = backend;
   }
 
-  // ---- output head and unpatchify (proj_out features ordered (pt, ph, pw, C))
-  at::Tensor shift = modulation(outer.scaleShiftTable, 0, temb), scale = modulation(outer.scaleShiftTable, 1, temb);
-  x = layerNormModulate(x, scale, shift, c.eps, dtype_);
-  x = outer.projOut(x);
-  x = x.view({batch, f, hp, wp, pt, ph, pw, c.outChannels}).permute({0, 7, 1, 4, 2, 5, 3, 6});
-  return x.reshape({batch, c.outChannels, frames, height, width}).to(at::kFloat);
+  // ---- output head and unpatchify (proj_out features ordered (pt, ph, pw, C)), per pass
+  const at::Tensor shift = modulation(outer.scaleShiftTable, 0, temb), scale = modulation(outer.scaleShiftTable, 1, temb);
+  std::vector<at::Tensor> outputs;
+  for (at::Tensor& state : xs) {
+    at::Tensor out = outer.projOut(layerNormModulate(state, scale, shift, c.eps, dtype_));
+    state.reset();
+    out = out.view({batch, f, hp, wp, pt, ph, pw, c.outChannels}).permute({0, 7, 1, 4, 2, 5, 3, 6});
+    outputs.push_back(out.reshape({batch, c.outChannels, frames, height, width}).to(at::kFloat));
+  }
+  return outputs;
 }
 
 }  // namespace wan

@@ -75,6 +75,14 @@ class WanTransformer {
   // context [B, L, textDim]. Returns [B, Cout, F, H, W] float32 on the model's device.
   at::Tensor forward(const at::Tensor& hidden, const at::Tensor& timestep, const at::Tensor& context,
                      TransformerDebug* debug = nullptr, const RunContext* ctx = nullptr) const;
+  // forward() once per context over the same hidden states and timestep (CFG's conditional and
+  // unconditional passes), each result bit-identical to its forward(). When the blocks stream
+  // (Streamed, or Offloaded without upload()), each block visits the device once for all the
+  // passes, which run it one after another: the transfers are paid once per step, not per pass,
+  // for one more [B, seq, dim] hidden state held per extra pass. Otherwise the passes run whole,
+  // one after the other, holding nothing extra.
+  std::vector<at::Tensor> forwardEach(const at::Tensor& hidden, const at::Tensor& timestep, const std::vector<at::Tensor>& contexts,
+                                      const RunContext* ctx = nullptr) const;
 
   const TransformerConfig& config() const { return config_; }
   int64_t parameterCount() const;
@@ -100,6 +108,9 @@ class WanTransformer {
   // Bytes of weights held on the compute device between forwards (Resident: all; Offloaded: all
   // after upload(), none after release(); Streamed: the outer layers).
   int64_t deviceWeightBytes() const;
+  // Bytes uploaded to the device since the placement began (0 when Resident); shared with the
+  // models that share the UploadStream.
+  int64_t uploadedBytes() const { return uploader_ ? uploader_->uploadedBytes() : 0; }
 
   // The SDPA backend libtorch chose for the last forward's self-attention ("flash_attention",
   // "cudnn_attention", "efficient_attention", "math"; "chunked_fallback" on libtorch 1.x; empty
@@ -118,6 +129,10 @@ class WanTransformer {
   void keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
                        const at::Tensor* rope, std::string* backend = nullptr, const RunContext* ctx = nullptr) const;
+  // forward() of one pass per context, the passes interleaved block by block (see forwardEach).
+  std::vector<at::Tensor> forwardPasses(const at::Tensor& hidden, const at::Tensor& timestep, const std::vector<at::Tensor>& contexts,
+                                        TransformerDebug* debug, const RunContext* ctx) const;
+  bool streamsBlocks() const;
   at::Tensor block(const WanBlockWeights& w, const at::Tensor& x, const at::Tensor& context, const at::Tensor& timestepProj,
                    const at::Tensor& rope, std::string* selfAttentionBackend = nullptr, const RunContext* ctx = nullptr) const;
 

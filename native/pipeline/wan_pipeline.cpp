@@ -400,12 +400,12 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
     else if (ti2vImage) input = (1 - firstFrameMask) * condition + firstFrameMask * latents;
     at::Tensor timestep = index_.expandTimesteps ? (tokenMask * static_cast<double>(t)).unsqueeze(0).expand({b, -1}).contiguous()
                                                  : at::full({b}, t, at::TensorOptions().dtype(at::kLong).device(device));
-    at::Tensor noise = model.forward(input, timestep, condIn, nullptr, &ctx);
+    // CFG's conditional and unconditional passes in one call: 'sequential' streams each block once for both.
+    std::vector<at::Tensor> contexts{condIn};
+    if (cfg) contexts.push_back(uncondIn);
+    const std::vector<at::Tensor> noises = model.forwardEach(input, timestep, contexts, &ctx);
     if (out.attentionBackend.empty()) out.attentionBackend = model.selfAttentionBackend();
-    if (cfg) {
-      at::Tensor noiseUncond = model.forward(input, timestep, uncondIn, nullptr, &ctx);
-      noise = noiseUncond + g * (noise - noiseUncond);
-    }
+    const at::Tensor noise = cfg ? noises[1] + g * (noises[0] - noises[1]) : noises[0];
     latents = scheduler->step(noise, latents);
     if (r.recordSteps) {
       perStep.push_back(latents.to(at::kCPU));

@@ -71,6 +71,8 @@ void transformerPlacements() {
   at::Tensor hidden = at::randn({2, 4, 2, 4, 6}), context = at::randn({2, 5, 16}), t = at::tensor({900, 300}, at::kLong);
   wan::TransformerDebug residentDebug;
   const at::Tensor resident = model.forward(hidden, t, context, &residentDebug);
+  const at::Tensor uncond = at::randn({2, 7, 16});  // a context of another length, as a negative prompt may have
+  const at::Tensor residentUncond = model.forward(hidden, t, uncond);
   const int64_t total = model.parameterCount() * 4;
   check(model.placement() == WeightPlacement::Resident && model.deviceWeightBytes() == total, "resident: every weight on the device");
 
@@ -81,15 +83,35 @@ void transformerPlacements() {
     for (size_t i = 0; blocks && i < debug.tensors.size(); ++i)
       blocks = debug.tensors[i].first == residentDebug.tensors[i].first && at::equal(debug.tensors[i].second, residentDebug.tensors[i].second);
     check(at::equal(out, resident) && blocks, what + ": output and every block's output bit-identical to resident");
+    // CFG's two passes in one call: each bit-identical to its own forward.
+    const std::vector<at::Tensor> each = model.forwardEach(hidden, t, {context, uncond});
+    check(each.size() == 2 && at::equal(each[0], resident) && at::equal(each[1], residentUncond),
+          what + ": forwardEach's passes bit-identical to forward() per context");
   };
+
+  // Bytes a call uploads: streaming pays the blocks once per forwardEach, not once per pass.
+  auto uploads = [&](const std::function<void()>& call) {
+    const int64_t before = model.uploadedBytes();
+    call();
+    return model.uploadedBytes() - before;
+  };
+  auto twoForwards = [&] {
+    (void)model.forward(hidden, t, context);
+    (void)model.forward(hidden, t, uncond);
+  };
+  auto forwardEach = [&] { (void)model.forwardEach(hidden, t, {context, uncond}); };
+  check(uploads(forwardEach) == 0, "resident: nothing uploaded");
 
   model.offload(at::kCPU);
   check(model.placement() == WeightPlacement::Offloaded && model.deviceWeightBytes() == 0, "offloaded: nothing on the device before upload()");
   same("offloaded without upload() (streams)");
+  check(uploads(twoForwards) == 2 * total && uploads(forwardEach) == total,
+        "offloaded without upload(): two forwards upload every weight twice, forwardEach once");
   check(model.deviceWeightBytes() == 0, "offloaded: a forward without upload() leaves nothing on the device");
   model.upload();
   check(model.deviceWeightBytes() == total, "offloaded: upload() puts every weight on the device");
   same("offloaded after upload()");
+  check(uploads(forwardEach) == 0, "offloaded after upload(): forwards upload nothing more");
   model.upload();
   check(model.deviceWeightBytes() == total, "offloaded: a second upload() is a no-op");
   model.release();
@@ -104,6 +126,8 @@ void transformerPlacements() {
                               (c.textDim * dim + dim) + (dim * dim + dim) + (c.outChannels * 4 * dim + c.outChannels * 4) + 2 * dim;
   check(model.placement() == WeightPlacement::Streamed && outer == outerParams * 4, "streamed: only the outer layers stay on the device");
   same("streamed");
+  check(uploads(twoForwards) == 2 * (total - outer) && uploads(forwardEach) == total - outer,
+        "streamed: two forwards stream every block twice, forwardEach once");
   model.upload();
   check(model.deviceWeightBytes() == outer, "streamed: upload() is a no-op");
 
@@ -120,6 +144,8 @@ void transformerPlacements() {
   check(at::equal(bf.forward(hidden, t, context), bfResident), "bfloat16 offloaded after upload(): bit-identical");
   bf.streamBlocks(at::kCPU);
   check(at::equal(bf.forward(hidden, t, context), bfResident), "bfloat16 streamed: bit-identical");
+  const std::vector<at::Tensor> bfEach = bf.forwardEach(hidden, t, {context, uncond});
+  check(at::equal(bfEach[0], bfResident) && at::equal(bfEach[1], bf.forward(hidden, t, uncond)), "bfloat16 streamed: forwardEach bit-identical");
 }
 
 int64_t visitedElements(const std::function<void(const wan::DeviceVisit::WeightFn&)>& forEach) {

@@ -420,7 +420,8 @@ int main(int argc, char** argv) {
       haveText = true;
     }
 
-    // ---- DiT step with CFG: cond and uncond as two batch-1 forwards of the same expert
+    // ---- DiT step with CFG: cond and uncond as two batch-1 forwards of the same expert (forwardEach,
+    // as the pipeline calls it)
     ComponentResult dit;
     dit.name = "dit_step_cfg";
     bool haveDit = false;
@@ -430,6 +431,7 @@ int main(int argc, char** argv) {
     ComponentResult ditOffload;
     ditOffload.name = "dit_" + offload;
     bool offloadMatches = false;
+    int64_t offloadUploadBytes = 0;  // bytes uploaded per timed step
     std::string sdpaAtShape = "not measured";
     if (skip.find(",dit,") == std::string::npos) {
       meter.reset();
@@ -441,10 +443,7 @@ int main(int argc, char** argv) {
       at::Tensor latents = at::randn({1, m.dit.inChannels, latentFrames, latentH, latentW}, f32);
       at::Tensor timestep = at::full({1}, 500.0, f32);
       at::Tensor cond = at::randn({1, textLen, m.dit.textDim}, f32), uncond = at::randn({1, textLen, m.dit.textDim}, f32);
-      dit.timing = timeCalls(device, warmup, iters, [&] {
-        (void)model.forward(latents, timestep, cond);
-        (void)model.forward(latents, timestep, uncond);
-      });
+      dit.timing = timeCalls(device, warmup, iters, [&] { (void)model.forwardEach(latents, timestep, {cond, uncond}); });
       Flops one = ditForwardFlops(m.dit, tokens, textLen);
       dit.flops = {2 * one.linear, 2 * one.attention};
       dit.peak = meter.read();
@@ -455,12 +454,15 @@ int main(int argc, char** argv) {
         if (swap) model.offload(device);
         else model.streamBlocks(device);
         meter.reset();
+        const int64_t uploadedBefore = model.uploadedBytes();
+        int64_t calls = 0;
         ditOffload.timing = timeCalls(device, warmup, iters, [&] {
           if (swap) model.upload();
-          (void)model.forward(latents, timestep, cond);
-          (void)model.forward(latents, timestep, uncond);
+          (void)model.forwardEach(latents, timestep, {cond, uncond});
           if (swap) model.release();
+          ++calls;
         });
+        offloadUploadBytes = (model.uploadedBytes() - uploadedBefore) / std::max<int64_t>(calls, 1);
         ditOffload.peak = meter.read();
         ditOffload.flops = dit.flops;
         ditOffload.weightBytes = model.deviceWeightBytes();
@@ -541,7 +543,7 @@ int main(int argc, char** argv) {
       j.add("attention_tflops_at_dit_shape", byBackend);
       if (haveText) j.add("text_encode", text.json());
       if (haveDit) j.add("dit_step", dit.json());
-      if (haveDit && offload != "none") j.add("dit_step_offload", ditOffload.json().add("offload", offload).add("matches_resident", offloadMatches));
+      if (haveDit && offload != "none") j.add("dit_step_offload", ditOffload.json().add("offload", offload).add("matches_resident", offloadMatches).add("upload_bytes_per_step", offloadUploadBytes));
       if (haveVae) {
         JsonObject v;
         v.add("vae", m.name == "ti2v5b" ? "wan2.2" : m.name == "a14b" ? "wan2.1" : "tiny").add("dtype", dtypeToName(vaeDtype));
@@ -582,9 +584,9 @@ int main(int argc, char** argv) {
     if (haveDit) row(dit);
     if (haveDit && offload != "none") {
       row(ditOffload);
-      std::printf("  (%s: weights in host memory%s; output %s the resident one)\n", ditOffload.name.c_str(),
+      std::printf("  (%s: weights in host memory%s, %s uploaded per step; output %s the resident one)\n", ditOffload.name.c_str(),
                   offload == "model" ? ", each call uploads the whole expert and drops it" : ", blocks streamed with prefetch",
-                  offloadMatches ? "bit-identical to" : "DIFFERS from");
+                  human(static_cast<double>(offloadUploadBytes) / (1 << 30), "GiB").c_str(), offloadMatches ? "bit-identical to" : "DIFFERS from");
     }
     auto vaeRow = [&](const char* name, const VaeDecodeResult& r) {
       std::printf("  %-14s %10.4g %10.4g %12s %10s %12s %12s\n", name, r.timing.mean, r.timing.min, "-", "-",
