@@ -192,6 +192,56 @@ export function suggestOffload(estimates: Record<Offload, MemoryEstimate>, freeB
   return OFFLOAD_MODES.find((mode) => estimates[mode].totalBytes <= freeBytes);
 }
 
+/** A change of load or generate options under which a request fits (see suggestFit). */
+export interface FitSuggestion {
+  offload: Offload;
+  /** Move the text encoder to the CPU (textEncoderDevice 'cpu'). */
+  textEncoderOnCpu: boolean;
+  /** Decode in tiles (generate's `tiled: true`). */
+  tiledDecode: boolean;
+  totalBytes: number;
+}
+
+/**
+ * The smallest change under which `request` fits in `deviceBytes`: another offload mode alone
+ * (fastest first), then also the text encoder on the CPU, then also a tiled decode, then both;
+ * undefined when nothing fits (a smaller size or fewer frames is all that is left). A change the
+ * request already has is not suggested.
+ */
+export function suggestFit(model: MemoryModel, request: MemoryRequest, deviceBytes: number): FitSuggestion | undefined {
+  const textOnDevice = request.textEncoderOnDevice !== false;
+  const tiled = request.vaeTile !== undefined && request.vaeTile > 0;
+  const changes = [
+    { textEncoderOnCpu: false, tiledDecode: false },
+    { textEncoderOnCpu: true, tiledDecode: false },
+    { textEncoderOnCpu: false, tiledDecode: true },
+    { textEncoderOnCpu: true, tiledDecode: true },
+  ].filter((c) => (textOnDevice || !c.textEncoderOnCpu) && (!tiled || !c.tiledDecode));
+  for (const change of changes) {
+    const estimates = estimateMemory(model, {
+      ...request,
+      textEncoderOnDevice: textOnDevice && !change.textEncoderOnCpu,
+      vaeTile: change.tiledDecode ? VAE_DEFAULT_TILE : request.vaeTile,
+    });
+    const offload = suggestOffload(estimates, deviceBytes);
+    if (offload) return { offload, ...change, totalBytes: estimates[offload].totalBytes };
+  }
+  return undefined;
+}
+
+/** The options of a suggestFit() result, as ERR_WAN_OOM's advice words them. */
+export function describeFit(fit: FitSuggestion, current: Offload, deviceBytes: number): string {
+  const load: string[] = [];
+  if (fit.offload !== current) load.push(`offload: '${fit.offload}'`);
+  if (fit.textEncoderOnCpu) load.push("textEncoderDevice: 'cpu'");
+  const parts: string[] = [];
+  if (load.length) parts.push(`loading with { ${load.join(', ')} }`);
+  if (fit.tiledDecode) parts.push('generating with tiled: true');
+  const about = `(about ${formatBytes(fit.totalBytes)} of ${formatBytes(deviceBytes)})`;
+  if (!parts.length) return `The estimate (about ${formatBytes(fit.totalBytes)} of ${formatBytes(deviceBytes)}) says it fits, so other memory was in use: free some, or use a smaller size or fewer frames.`;
+  const text = parts.join(' and ');
+  return `${text[0].toUpperCase()}${text.slice(1)} would fit ${about}.`;
+}
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -12,7 +12,7 @@ import { fitToArea, imageSize, imageTensor } from './image.js';
 import { native } from './native.js';
 import { describeValue, finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
 import { cleanPrompt, DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
-import { estimateMemory, formatBytes, suggestOffload } from './memory.js';
+import { describeFit, estimateMemory, formatBytes, suggestFit, VAE_DEFAULT_TILE, type MemoryRequest } from './memory.js';
 import { describeModelFolder } from './model-folder.js';
 import { runtimeInfo } from './runtime.js';
 import type { Dtype, GenerateOptions, GenerationSettings, LoadOptions, ModelFamily, Offload, ProgressEvent } from './types.js';
@@ -43,6 +43,13 @@ function abortedError(signal: AbortSignal): WanError {
 
 type GenerateDetails = GenerationSettings;
 
+/** The load options the OOM advice needs, defaults applied. */
+interface ResolvedLoadOptions {
+  offload: Offload;
+  textEncoderDevice: string;
+  vaeDtype: Dtype;
+}
+
 export class WanPipeline extends EventEmitter {
   readonly dir: string;
   readonly family: ModelFamily;
@@ -50,13 +57,13 @@ export class WanPipeline extends EventEmitter {
   #native: NativePipeline | undefined;
   #info: NativePipelineInfo;
   #tokenizer: Tokenizer | WanError | undefined;  // the error: the tokenizer addon could not load
-  #loadOptions: { offload: Offload };
+  #loadOptions: ResolvedLoadOptions;
   #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
-  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | WanError | undefined, offload: Offload) {
+  private constructor(dir: string, nativePipeline: NativePipeline, tokenizer: Tokenizer | WanError | undefined, loadOptions: ResolvedLoadOptions) {
     super();
-    this.#loadOptions = { offload };
+    this.#loadOptions = loadOptions;
     this.dir = dir;
     this.#native = nativePipeline;
     this.#info = nativePipeline.info();
@@ -97,14 +104,15 @@ export class WanPipeline extends EventEmitter {
     }
     const { token, release } = cancelTokenFor(options.signal);
     const onProgress = (e: ProgressEvent) => options.onProgress?.(e);
+    const textEncoderDevice = options.textEncoderDevice ?? device;
     try {
       const nativePipeline = await native().loadPipeline(
         resolved,
-        { device, dtype, textEncoderDevice: options.textEncoderDevice ?? device, vaeDtype, offload },
+        { device, dtype, textEncoderDevice, vaeDtype, offload },
         token,
         (e) => onProgress(e as ProgressEvent),
       );
-      return new WanPipeline(resolved, nativePipeline, tokenizer, offload);
+      return new WanPipeline(resolved, nativePipeline, tokenizer, { offload, textEncoderDevice, vaeDtype });
     } finally {
       release();
     }
@@ -147,25 +155,27 @@ export class WanPipeline extends EventEmitter {
     return this.#native.info();
   }
 
-  /** An ERR_WAN_OOM that also says what the request needs and which offload mode would fit. */
-  async #explainOom(err: WanError, details: GenerationSettings): Promise<WanError> {
+  /** An ERR_WAN_OOM that also says what the request needs and what change of options would fit. */
+  async #explainOom(err: WanError, details: GenerationSettings, tiled: NativeGenerateRequest['tiled']): Promise<WanError> {
     let advice = '';
     try {
       const info = this.#info;
+      const { offload: mode, textEncoderDevice, vaeDtype } = this.#loadOptions;
       const model = (await describeModelFolder(this.dir)).memoryModel;
-      const estimates = estimateMemory(model, {
-        width: details.width, height: details.height, numFrames: details.numFrames, dtype: info.dtype as Dtype,
-        textEncoderOnDevice: info.device !== 'cpu',
-      });
-      const mode = this.#loadOptions.offload;
-      const need = formatBytes(estimates[mode].totalBytes);
+      const request: MemoryRequest = {
+        width: details.width, height: details.height, numFrames: details.numFrames, dtype: info.dtype as Dtype, vaeDtype,
+        textEncoderOnDevice: textEncoderDevice !== 'cpu',
+        // 'auto' tiles whenever whole frames would not fit: it needs what a tiled decode needs.
+        vaeTile: tiled === 'off' ? 0 : VAE_DEFAULT_TILE,
+      };
+      const need = formatBytes(estimateMemory(model, request)[mode].totalBytes);
       if (info.device === 'cpu') {
         advice = ` This request needs about ${need} of host memory; use a smaller size or fewer frames.`;
       } else {
         const device = runtimeInfo().devices.find((d) => d.name === info.device || (d.type === 'cuda' && info.device === `cuda:${d.index}`));
-        const fits = device?.totalMemory ? suggestOffload(estimates, device.totalMemory) : undefined;
-        advice = ` With offload '${mode}' it needs about ${need}.` +
-          (fits && fits !== mode ? ` offload: '${fits}' would fit (about ${formatBytes(estimates[fits].totalBytes)}).` : ' Use a smaller size or fewer frames.');
+        const fit = device?.totalMemory ? suggestFit(model, request, device.totalMemory) : undefined;
+        advice = ` With offload '${mode}' it needs about ${need}. ` +
+          (fit && device?.totalMemory ? describeFit(fit, mode, device.totalMemory) : 'Use a smaller size or fewer frames.');
       }
     } catch {
       // The estimate is advice only; the original error stands.
@@ -191,7 +201,7 @@ export class WanPipeline extends EventEmitter {
     try {
       result = await this.#native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options));
     } catch (err) {
-      throw (err as WanError)?.code === 'ERR_WAN_OOM' ? await this.#explainOom(err as WanError, details) : err;
+      throw (err as WanError)?.code === 'ERR_WAN_OOM' ? await this.#explainOom(err as WanError, details, request.tiled) : err;
     } finally {
       release();
     }

@@ -6,6 +6,8 @@ import {
   ditTokens,
   estimateMemory,
   OVERHEAD_BYTES,
+  describeFit,
+  suggestFit,
   suggestOffload,
   TEXT_ENCODE_ACTIVATION_BYTES,
   VAE_DEFAULT_TILE,
@@ -121,5 +123,63 @@ describe('suggestOffload', () => {
   it('orders the modes none > model > sequential for a real A14B request', () => {
     expect(e.none.totalBytes).toBeGreaterThan(e.model.totalBytes);
     expect(e.model.totalBytes).toBeGreaterThan(e.sequential.totalBytes);
+  });
+});
+
+describe('suggestFit (the advice of ERR_WAN_OOM on a GPU)', () => {
+  const a480 = { width: 832, height: 480, numFrames: 81, dtype: 'bfloat16' as const };
+
+  it('changes nothing but the offload mode when that is enough', () => {
+    const request = { ...a480, textEncoderOnDevice: false, vaeTile: 0 };
+    const e = estimateMemory(a14b, request);
+    expect(suggestFit(a14b, request, 80 * GiB)).toEqual({ offload: 'none', textEncoderOnCpu: false, tiledDecode: false, totalBytes: e.none.totalBytes });
+    expect(suggestFit(a14b, request, e.model.totalBytes)).toMatchObject({ offload: 'model', textEncoderOnCpu: false, tiledDecode: false });
+  });
+
+  it("moves the text encoder to the CPU when its visit is what does not fit (A14B 480p on a 12 GiB GPU)", () => {
+    const request = { ...a480, textEncoderOnDevice: true };
+    const onGpu = estimateMemory(a14b, request);
+    const onCpu = estimateMemory(a14b, { ...request, textEncoderOnDevice: false });
+    // The text encoder alone (11.4 GB) does not fit; every mode but with it on the CPU 'sequential' does.
+    expect(onGpu.sequential).toMatchObject({ phase: 'text' });
+    expect(onGpu.sequential.totalBytes).toBeGreaterThan(12 * GiB);
+    expect(onCpu.sequential.totalBytes).toBeLessThan(12 * GiB);
+    expect(suggestFit(a14b, request, 12 * GiB)).toEqual({ offload: 'sequential', textEncoderOnCpu: true, tiledDecode: false, totalBytes: onCpu.sequential.totalBytes });
+    // Already on the CPU: nothing to move, and nothing else fits.
+    expect(suggestFit(a14b, { ...request, textEncoderOnDevice: false }, onCpu.sequential.totalBytes - 1)).toBeUndefined();
+  });
+
+  it('tiles the decode when whole frames are what does not fit', () => {
+    const request = { width: 1280, height: 704, numFrames: 121, dtype: 'bfloat16' as const, textEncoderOnDevice: false, vaeTile: 0 };
+    const whole = estimateMemory(ti2v, request);
+    const tiled = estimateMemory(ti2v, { ...request, vaeTile: VAE_DEFAULT_TILE });
+    // TI2V-5B 720p: the whole-frame decode (~8.7 GB at the Wan2.2 VAE's top level) outweighs the
+    // DiT's activations, so with tiled: false even 'sequential' (which then decodes whole frames) needs more.
+    const device = tiled.sequential.totalBytes;
+    expect(whole.sequential).toMatchObject({ phase: 'decode' });
+    expect(whole.sequential.totalBytes).toBeGreaterThan(device);
+    expect(suggestFit(ti2v, request, device)).toEqual({ offload: 'sequential', textEncoderOnCpu: false, tiledDecode: true, totalBytes: device });
+    // A request that tiles already is never told to.
+    expect(suggestFit(ti2v, { ...request, vaeTile: VAE_DEFAULT_TILE }, device - 1)?.tiledDecode ?? false).toBe(false);
+  });
+
+  it('is undefined when no change fits', () => {
+    expect(suggestFit(a14b, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16' }, 4 * GiB)).toBeUndefined();
+  });
+
+  it('words the change as load and generate options', () => {
+    expect(describeFit({ offload: 'sequential', textEncoderOnCpu: true, tiledDecode: false, totalBytes: 10 * GiB }, 'model', 12 * GiB)).toBe(
+      "Loading with { offload: 'sequential', textEncoderDevice: 'cpu' } would fit (about 10.0 GiB of 12.0 GiB).",
+    );
+    expect(describeFit({ offload: 'model', textEncoderOnCpu: false, tiledDecode: true, totalBytes: 20 * GiB }, 'model', 24 * GiB)).toBe(
+      'Generating with tiled: true would fit (about 20.0 GiB of 24.0 GiB).',
+    );
+    expect(describeFit({ offload: 'model', textEncoderOnCpu: false, tiledDecode: true, totalBytes: 20 * GiB }, 'none', 24 * GiB)).toBe(
+      "Loading with { offload: 'model' } and generating with tiled: true would fit (about 20.0 GiB of 24.0 GiB).",
+    );
+    // The estimate fits as things are: the OOM came from memory the estimate does not see.
+    expect(describeFit({ offload: 'none', textEncoderOnCpu: false, tiledDecode: false, totalBytes: 20 * GiB }, 'none', 24 * GiB)).toMatch(
+      /says it fits, so other memory was in use/,
+    );
   });
 });
