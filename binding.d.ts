@@ -164,6 +164,20 @@ export interface NativeGenerateRequest {
   tiled?: 'on' | 'off' | 'auto';
 }
 
+export interface NativeDecodeRequest {
+  /** Final latents [B, z, F', H', W'] float32 (a result's `latents`, or a failed generation's error's). */
+  latents: TensorData;
+  tiled?: 'on' | 'off' | 'auto';
+}
+
+export interface NativeDecodeResult {
+  /** [B, 3, F, H, W] float32 in [-1, 1]. */
+  video: TensorData;
+  /** The latents decoded (float32). */
+  latents: TensorData;
+  decoderInput: TensorData;
+}
+
 export interface NativeGenerateResult {
   /** [B, 3, F, H, W] float32 in [-1, 1] (absent when outputLatents). */
   video?: TensorData;
@@ -204,7 +218,12 @@ export interface NativePipelineInfo {
 }
 
 export interface NativePipeline {
+  /** Rejects with a coded Error; when it failed after the denoise loop (in the decode), the error
+   *  also has `latents`, the final latents [B, z, F', H', W'], for decode(). */
   generate(request: NativeGenerateRequest, token?: CancelToken, onProgress?: ProgressCallback): Promise<NativeGenerateResult>;
+  /** The decode step alone: final latents to video (same tiling rule and progress events). A failure
+   *  rejects with an error that carries the `latents` back. */
+  decode(request: NativeDecodeRequest, token?: CancelToken, onProgress?: ProgressCallback): Promise<NativeDecodeResult>;
   info(): NativePipelineInfo;
   clearPromptCache(): void;
   dispose(): void;

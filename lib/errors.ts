@@ -1,3 +1,5 @@
+import type { TensorData } from '../binding.js';
+
 /** Stable error codes of wan-video. Every failure a caller can cause carries one in `error.code`. */
 export type WanErrorCode =
   | 'ERR_WAN_NO_LIBTORCH'
@@ -13,6 +15,12 @@ export type WanErrorCode =
 
 export class WanError extends Error {
   readonly code: WanErrorCode;
+  /**
+   * Set when a generation failed after its denoising loop (the decode ran out of memory, or was
+   * aborted): the final latents [B, C, F', H', W'], so that `pipeline.decode(err.latents)` can
+   * finish the videos instead of the work being lost. (Errors from the native addon carry it too.)
+   */
+  latents?: TensorData;
   constructor(code: WanErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'WanError';

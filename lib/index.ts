@@ -9,6 +9,6 @@ export { describeModelFolder, detectFamily } from './model-folder.js';
 export { estimateMemory } from './memory.js';
 export { FAMILY_DEFAULTS } from './defaults.js';
 export type {
-  Device, Dtype, GenerateOptions, GenerationSettings, ImageInput, LoadOptions, ModelFamily, Offload, ProgressEvent, Sampler, Stage,
+  DecodeOptions, Device, Dtype, GenerateOptions, GenerationSettings, ImageInput, LoadOptions, ModelFamily, Offload, ProgressEvent, Sampler, Stage,
 } from './types.js';
 export type { TensorData } from '../binding.js';

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import type { NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
+import type { NativeDecodeResult, NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
 import { FAMILY_DEFAULTS, type FamilyDefaults } from './defaults.js';
 import { badArgument, WanError } from './errors.js';
 import { fitToArea, imageSize, imageTensor } from './image.js';
@@ -15,9 +15,10 @@ import { cleanPrompt, DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
 import { describeFit, estimateMemory, formatBytes, suggestFit, VAE_DEFAULT_TILE, type MemoryRequest } from './memory.js';
 import { describeModelFolder } from './model-folder.js';
 import { runtimeInfo } from './runtime.js';
-import type { Dtype, GenerateOptions, GenerationSettings, LoadOptions, ModelFamily, Offload, ProgressEvent } from './types.js';
+import type { DecodeOptions, Dtype, GenerateOptions, GenerationSettings, LoadOptions, ModelFamily, Offload, ProgressEvent } from './types.js';
 import { Video } from './video.js';
 
+const DECODE_KEYS = ['tiled', 'fps', 'returnFloat', 'signal', 'onProgress'] as const;
 const LOAD_KEYS = ['device', 'dtype', 'offload', 'textEncoderDevice', 'vaeDtype', 'onProgress', 'signal'] as const;
 const GENERATE_KEYS = [
   'prompt', 'negativePrompt', 'image', 'width', 'height', 'numFrames', 'steps', 'guidanceScale', 'guidanceScale2', 'shift',
@@ -140,6 +141,20 @@ export class WanPipeline extends EventEmitter {
     return result;
   }
 
+  /**
+   * Decodes final latents [B, C, F', H', W'] to videos, one per row: a Video's `latents` (e.g. from
+   * `output: 'latents'`), or the `latents` of the error of a generation that failed after denoising
+   * (its decode ran out of memory or was aborted), so that its work is not lost:
+   * `pipe.decode(err.latents, { tiled: true })`. Queued with generate() calls.
+   */
+  decode(latents: TensorData, options: DecodeOptions = {}): Promise<Video[]> {
+    if (this.#disposed) return Promise.reject(new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again'));
+    const run = () => this.#decode(latents, options);
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
   /** Frees the native models. Later calls reject with ERR_WAN_DISPOSED. Waits for queued calls. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
@@ -155,8 +170,22 @@ export class WanPipeline extends EventEmitter {
     return this.#native.info();
   }
 
+  /**
+   * What a failed generate or decode rejects with: ERR_WAN_OOM explained; and when the denoising had
+   * ended (the error carries the final latents), a message that says how to finish the videos.
+   */
+  async #failure(err: unknown, size: VideoSize, tiled: NativeGenerateRequest['tiled']): Promise<unknown> {
+    const failed = (err as WanError)?.code === 'ERR_WAN_OOM' ? await this.#explainOom(err as WanError, size, tiled) : err;
+    const latents = (err as WanError)?.latents;
+    if (latents && failed instanceof Error) {
+      (failed as WanError).latents = latents;
+      failed.message += ' The denoised latents are kept on error.latents: pipeline.decode(error.latents, { tiled: true }) finishes the videos.';
+    }
+    return failed;
+  }
+
   /** An ERR_WAN_OOM that also says what the request needs and what change of options would fit. */
-  async #explainOom(err: WanError, details: GenerationSettings, tiled: NativeGenerateRequest['tiled']): Promise<WanError> {
+  async #explainOom(err: WanError, details: VideoSize, tiled: NativeGenerateRequest['tiled']): Promise<WanError> {
     let advice = '';
     try {
       const info = this.#info;
@@ -201,11 +230,44 @@ export class WanPipeline extends EventEmitter {
     try {
       result = await this.#native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options));
     } catch (err) {
-      throw (err as WanError)?.code === 'ERR_WAN_OOM' ? await this.#explainOom(err as WanError, details, request.tiled) : err;
+      throw await this.#failure(err, details, request.tiled);
     } finally {
       release();
     }
     return splitResult(result, fps, options.returnFloat === true, details);
+  }
+
+  async #decode(latents: TensorData, options: DecodeOptions): Promise<Video[]> {
+    if (!this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
+    if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
+    rejectUnknown(options, DECODE_KEYS, 'decode');
+    const request = { latents: checkTensor(latents, 'latents', 5), tiled: tiledMode(options.tiled) };
+    const fps = options.fps === undefined ? this.defaults.fps : finiteNumber(options.fps, 'fps', 0, 1000, true);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
+    const [, , frames, height, width] = request.latents.shape;
+    const size = {
+      width: width * this.#info.scaleFactorSpatial,
+      height: height * this.#info.scaleFactorSpatial,
+      numFrames: (frames - 1) * this.#info.scaleFactorTemporal + 1,
+    };
+    if (options.signal?.aborted) throw abortedError(options.signal);
+    const { token, release } = cancelTokenFor(options.signal);
+    let result: NativeDecodeResult;
+    try {
+      result = await this.#native.decode(request, token, (e) => this.#emit(e as ProgressEvent, options));
+    } catch (err) {
+      throw await this.#failure(err, size, request.tiled);
+    } finally {
+      release();
+    }
+    const videos: Video[] = [];
+    for (let i = 0; i < result.latents.shape[0]; i++) {
+      const video = Video.fromFloat(sample(result.video, i), fps);
+      video.latents = sample(result.latents, i);
+      if (options.returnFloat === true) video.float = sample(result.video, i);
+      videos.push(video);
+    }
+    return videos;
   }
 
   async #prepare(options: GenerateOptions) {
@@ -234,9 +296,7 @@ export class WanPipeline extends EventEmitter {
     integer(seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
     const numVideosPerPrompt = integer(options.numVideosPerPrompt ?? 1, 'numVideosPerPrompt', 1, 64);
     const output = oneOf(options.output ?? 'frames', 'output', ['frames', 'latents'] as const);
-    const tiledOption = options.tiled ?? 'auto';
-    if (tiledOption !== true && tiledOption !== false && tiledOption !== 'auto') throw badArgument('tiled', `is ${describeValue(tiledOption)}`, "true, false, 'auto'");
-    const tiled = tiledOption === 'auto' ? 'auto' : tiledOption ? 'on' : 'off';
+    const tiled = tiledMode(options.tiled);
 
     // Image and size.
     const needsImage = this.family === 'i2v-a14b';
@@ -322,6 +382,16 @@ export class WanPipeline extends EventEmitter {
     }
     return this.#tokenizer.tokenize(prompts.map(cleanPrompt), 512);
   }
+}
+
+/** The size of the videos a request makes (what the memory estimate needs). */
+type VideoSize = Pick<GenerationSettings, 'width' | 'height' | 'numFrames'>;
+
+/** The `tiled` option as the addon takes it. */
+function tiledMode(value: unknown): NonNullable<NativeGenerateRequest['tiled']> {
+  const option = value ?? 'auto';
+  if (option !== true && option !== false && option !== 'auto') throw badArgument('tiled', `is ${describeValue(option)}`, "true, false, 'auto'");
+  return option === 'auto' ? 'auto' : option ? 'on' : 'off';
 }
 
 /** Sample `i` of a [B, ...] tensor as [1, ...]. */

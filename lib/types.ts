@@ -63,6 +63,18 @@ export interface GenerateOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
+/** Options of WanPipeline.decode(). */
+export interface DecodeOptions {
+  /** VAE tiling: 'auto' (default) tiles only when the untiled decode would not fit. */
+  tiled?: boolean | 'auto';
+  /** Frames per second of the videos (default: the model family's). */
+  fps?: number;
+  /** Also return the decoded float video (`video.float`). */
+  returnFloat?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
 export type Stage = 'load' | 'encode-text' | 'denoise' | 'decode' | 'done' | 'warning';
 
 export interface ProgressEvent {

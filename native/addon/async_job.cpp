@@ -152,6 +152,7 @@ struct Job {
   AsyncJob::Work work;
   AsyncJob::Finish finish;
   std::function<void()> onSettled;
+  AsyncJob::DecorateError decorateError;
   std::shared_ptr<std::atomic<bool>> cancel;
   std::shared_ptr<EnvJobs> envJobs;
   napi_deferred deferred = nullptr;
@@ -208,7 +209,13 @@ void Settle(napi_env env, Job* job) {
       ok = CaptureErrors([&] { result = job->finish ? job->finish(e) : e.Undefined(); }, &code, &message);
       value = ok ? result : MakeError(e, code, message).Value();
     } else {
-      value = MakeError(e, job->errorCode, job->errorMessage).Value();
+      Napi::Error error = MakeError(e, job->errorCode, job->errorMessage);
+      if (job->decorateError) {
+        ErrorCode ignoredCode;
+        std::string ignoredMessage;
+        CaptureErrors([&] { job->decorateError(e, error.Value()); }, &ignoredCode, &ignoredMessage);
+      }
+      value = error.Value();
     }
     if (ok) napi_resolve_deferred(env, job->deferred, value);
     else napi_reject_deferred(env, job->deferred, value);
@@ -252,13 +259,15 @@ void RunJob(Job* job) {
 }  // namespace
 
 Napi::Promise AsyncJob::Start(Napi::Env env, Work work, Finish finish, Napi::Value onProgress,
-                              std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled) {
+                              std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled,
+                              DecorateError decorateError) {
   std::shared_ptr<EnvJobs> envJobs = JobsOf(env);
   if (!envJobs) throw MakeError(env, ErrorCode::Internal, "wan-video: the addon was not initialised in this environment");
   auto job = std::make_unique<Job>();
   job->work = std::move(work);
   job->finish = std::move(finish);
   job->onSettled = std::move(onSettled);
+  job->decorateError = std::move(decorateError);
   job->cancel = cancel ? std::move(cancel) : std::make_shared<std::atomic<bool>>(false);
   job->envJobs = envJobs;
   job->hasListener = onProgress.IsFunction();

@@ -60,14 +60,18 @@ class AsyncJob {
  public:
   using Work = std::function<void(RunContext&)>;
   using Finish = std::function<Napi::Value(Napi::Env)>;
+  using DecorateError = std::function<void(Napi::Env, Napi::Object)>;
 
   // `work` runs on a new thread; `finish` runs on the JS thread afterwards to build the result.
   // Progress events and the settlement travel through one thread-safe function, in order: every
   // progress event reaches `onProgress` before the promise settles. `onProgress` may be undefined;
   // `cancel` may be null (a private flag is used). `onSettled` runs on the JS thread just before
-  // the promise settles.
+  // the promise settles. `decorateError` (may be null) runs on the JS thread when `work` failed, to
+  // add properties to the error the promise rejects with (what the work saved before failing);
+  // if it throws, the error goes out as it was.
   static Napi::Promise Start(Napi::Env env, Work work, Finish finish, Napi::Value onProgress,
-                             std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled = nullptr);
+                             std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled = nullptr,
+                             DecorateError decorateError = nullptr);
 };
 
 // A native object that runs one job at a time: calls while busy are ERR_WAN_BUSY (lib/ queues

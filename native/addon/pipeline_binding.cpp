@@ -1,4 +1,5 @@
-// JS binding of the native pipeline: loadPipeline() -> Pipeline { generate, info, dispose }.
+// JS binding of the native pipeline: loadPipeline() -> Pipeline { generate, decode, info, dispose }.
+#include <functional>
 #include <memory>
 
 #include "addon_data.h"
@@ -16,7 +17,8 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
  public:
   static void Register(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "Pipeline",
-                                      {InstanceMethod<&Pipeline::Generate>("generate"), InstanceMethod<&Pipeline::Info>("info"),
+                                      {InstanceMethod<&Pipeline::Generate>("generate"), InstanceMethod<&Pipeline::Decode>("decode"),
+                                       InstanceMethod<&Pipeline::Info>("info"),
                                        InstanceMethod<&Pipeline::Dispose>("dispose"), InstanceMethod<&Pipeline::ClearCache>("clearPromptCache")});
     SetConstructor(env, "Pipeline", ctor);
   }
@@ -57,18 +59,40 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
     request->seed = SeedValue(env, NumberOption(o, "seed", 0));
     request->outputLatents = BoolOption(o, "outputLatents", false);
     request->recordSteps = BoolOption(o, "recordSteps", false);
-    std::string tiled = StringOption(o, "tiled", "auto");
-    request->tiledDecode = tiled == "on";
-    request->autoTiledDecode = tiled == "auto";
+    TiledOption(o, request->tiledDecode, request->autoTiledDecode);
+    auto pipeline = pipeline_;
+    return Run(info, [pipeline, request](RunContext& ctx, GenerateResult& result) { pipeline->generateInto(*request, ctx, result); });
+  }
 
+  // decode({ latents, tiled }, token?, onProgress?) -> Promise<{ video, decoderInput, latents }>
+  Napi::Value Decode(const Napi::CallbackInfo& info) {
+    Napi::Object o = ObjectArg(info, 0, "request");
+    auto request = std::make_shared<DecodeRequest>();
+    Napi::Value latents = o.Get("latents");
+    if (!latents.IsUndefined() && !latents.IsNull()) request->latents = TensorFromJs(latents, "latents");
+    TiledOption(o, request->tiledDecode, request->autoTiledDecode);
+    auto pipeline = pipeline_;
+    return Run(info, [pipeline, request](RunContext& ctx, GenerateResult& result) { pipeline->decode(*request, ctx, result); });
+  }
+
+  static void TiledOption(const Napi::Object& o, bool& on, bool& autoTiled) {
+    const std::string tiled = StringOption(o, "tiled", "auto");
+    on = tiled == "on";
+    autoTiled = tiled == "auto";
+  }
+
+  // Runs `work` as this pipeline's one job (args: request, token?, onProgress?) and resolves with
+  // the result's tensors. When it fails after the denoise loop, the error carries the final
+  // `latents`, so that decode() can finish the work instead of it being lost.
+  Napi::Value Run(const Napi::CallbackInfo& info, std::function<void(RunContext&, GenerateResult&)> work) {
+    Napi::Env env = info.Env();
     auto cancel = CancelToken::FromArg(info, 1);
     guard_.Enter(env, "the pipeline");
-    auto pipeline = pipeline_;
     auto result = std::make_shared<GenerateResult>();
     Napi::ObjectReference self = Napi::Persistent(Value());
     auto selfRef = std::make_shared<Napi::ObjectReference>(std::move(self));
     return AsyncJob::Start(
-        env, [pipeline, request, result](RunContext& ctx) { *result = pipeline->generate(*request, ctx); },
+        env, [work, result](RunContext& ctx) { work(ctx, *result); },
         [result](Napi::Env env) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
           auto put = [&](const char* key, const at::Tensor& t) {
@@ -88,7 +112,10 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
           if (!result->attentionBackend.empty()) out.Set("attentionBackend", result->attentionBackend);
           return out;
         },
-        info.Length() > 2 ? info[2] : env.Undefined(), cancel, [this, selfRef]() { guard_.Leave(); selfRef->Reset(); });
+        info.Length() > 2 ? info[2] : env.Undefined(), cancel, [this, selfRef]() { guard_.Leave(); selfRef->Reset(); },
+        [result](Napi::Env env, Napi::Object error) {
+          if (result->latents.defined()) error.Set("latents", TensorToJs(env, result->latents.to(at::kCPU)));
+        });
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {

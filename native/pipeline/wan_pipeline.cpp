@@ -275,17 +275,23 @@ void WanPipeline::updateResidentWeightBytes() {
 }
 
 GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext& ctx) {
+  GenerateResult out;
+  generateInto(r, ctx, out);
+  return out;
+}
+
+void WanPipeline::generateInto(const GenerateRequest& r, const RunContext& ctx, GenerateResult& out) {
   // Whatever way the generation ends, say what stays on the device after it.
   struct UpdateWhenDone {
     WanPipeline& p;
     ~UpdateWhenDone() { p.updateResidentWeightBytes(); }
   } updateWhenDone{*this};
+  out = GenerateResult();
   validate(r);
   const auto start = Clock::now();
   const VaeConfig& vc = vae_->config();
   const TransformerConfig& tc = transformerConfig();
   const at::Device device = options_.device;
-  GenerateResult out;
   auto scheduler = makeScheduler(scheduler_, r.sampler, r.steps, r.shift);
   out.timesteps = scheduler->timesteps();
   out.sigmas = scheduler->sigmas();
@@ -432,13 +438,39 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
 
   // 5. Decode.
   if (!r.outputLatents) {
-    ctx.checkCancelled();
-    Visit<WanVae> visit(*vae_, device);
+    decodeLatents(latents, r.tiledDecode, r.autoTiledDecode, ctx, start, out);
+  } else {
+    ProgressEvent done;
+    done.stage = "done";
+    done.step = 1;
+    done.totalSteps = 1;
+    done.elapsedMs = msSince(start);
+    ctx.progress(done);
+  }
+}
+
+void WanPipeline::decode(const DecodeRequest& r, const RunContext& ctx, GenerateResult& out) {
+  const VaeConfig& vc = vae_->config();
+  const at::Tensor& z = r.latents;
+  if (!z.defined() || z.dim() != 5 || !at::isFloatingType(z.scalar_type()) || z.size(1) != vc.zDim || z.size(0) < 1 ||
+      z.size(0) > kMaxVideosPerCall || z.size(2) < 1 || z.size(3) < 1 || z.size(4) < 1)
+    throwBadArgument("latents must be a floating tensor [B, " + std::to_string(vc.zDim) + ", F', H', W'] with 1 <= B <= " +
+                     std::to_string(kMaxVideosPerCall) + " (a Video's latents); got " + (z.defined() ? c10::toString(z.scalar_type()) + std::string(" ") + shapeString(z.sizes()) : "none"));
+  out = GenerateResult();
+  out.latents = z.to(at::kFloat);
+  decodeLatents(out.latents.to(options_.device), r.tiledDecode, r.autoTiledDecode, ctx, Clock::now(), out);
+}
+
+void WanPipeline::decodeLatents(const at::Tensor& latents, bool tiledDecode, bool autoTiledDecode, const RunContext& ctx,
+                                Clock::time_point start, GenerateResult& out) {
+  ctx.checkCancelled();
+  {
+    Visit<WanVae> visit(*vae_, options_.device);
     out.decoderInput = vae_->denormalize(latents.to(options_.vaeDtype));
     TilingOptions tiling;
-    tiling.mode = r.tiledDecode ? TilingOptions::Mode::On : (r.autoTiledDecode ? TilingOptions::Mode::Auto : TilingOptions::Mode::Off);
+    tiling.mode = tiledDecode ? TilingOptions::Mode::On : (autoTiledDecode ? TilingOptions::Mode::Auto : TilingOptions::Mode::Off);
     // 'sequential' is for GPUs far smaller than the model: its decode tiles unless told not to.
-    if (r.autoTiledDecode && options_.offload == "sequential" && device.is_cuda()) tiling.mode = TilingOptions::Mode::On;
+    if (autoTiledDecode && options_.offload == "sequential" && options_.device.is_cuda()) tiling.mode = TilingOptions::Mode::On;
     out.video = vae_->decode(out.decoderInput, tiling, &ctx).to(at::kFloat);
   }
   ProgressEvent done;
@@ -447,7 +479,6 @@ GenerateResult WanPipeline::generate(const GenerateRequest& r, const RunContext&
   done.totalSteps = 1;
   done.elapsedMs = msSince(start);
   ctx.progress(done);
-  return out;
 }
 
 }  // namespace wan

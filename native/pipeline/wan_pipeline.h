@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -59,6 +60,13 @@ struct GenerateRequest {
   bool autoTiledDecode = true;
 };
 
+// Final latents to decode on their own (WanPipeline::decode): a generation's GenerateResult::latents.
+struct DecodeRequest {
+  at::Tensor latents;  // [B, z, F', h, w] float32, the pipeline's normalized space
+  bool tiledDecode = false;
+  bool autoTiledDecode = true;
+};
+
 struct GenerateResult {
   at::Tensor video;          // [B, 3, F, H, W] float32 in [-1, 1] (empty when outputLatents)
   at::Tensor latents;        // final normalized latents [B, C, F', H', W']
@@ -91,6 +99,13 @@ class WanPipeline {
   ~WanPipeline();
 
   GenerateResult generate(const GenerateRequest& request, const RunContext& ctx);
+  // generate() into `out`, which keeps what was done when it throws: once the denoise loop has
+  // ended, out.latents holds the final latents, so a failed decode (out of memory, an abort) loses
+  // no work; decode() finishes it.
+  void generateInto(const GenerateRequest& request, const RunContext& ctx, GenerateResult& out);
+  // Decodes final latents to video: fills out.video ([B, 3, F, H, W] float32 in [-1, 1]) and
+  // out.decoderInput, as generate()'s decode step does (same tiling rule, same progress events).
+  void decode(const DecodeRequest& request, const RunContext& ctx, GenerateResult& out);
 
   ModelFamily family() const { return family_; }
   const ModelIndex& modelIndex() const { return index_; }
@@ -112,6 +127,9 @@ class WanPipeline {
   // text, from the prompt cache or encoded in one visit of the text encoder to its device.
   std::vector<at::Tensor> encodeTexts(const std::vector<TokenizedText>& texts, const RunContext& ctx);
   void validate(const GenerateRequest& r) const;
+  // The decode step: VAE visit, de-normalization, the tiling rule, the "done" event.
+  void decodeLatents(const at::Tensor& latents, bool tiledDecode, bool autoTiledDecode, const RunContext& ctx,
+                     std::chrono::steady_clock::time_point start, GenerateResult& out);
   void updateResidentWeightBytes();
 
   std::string dir_;
