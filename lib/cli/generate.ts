@@ -8,6 +8,8 @@ import { ffmpegVersion } from '../ffmpeg.js';
 import { packageRoot } from '../native.js';
 import { WanPipeline } from '../pipeline.js';
 import type { Device, Dtype, GenerateOptions, LoadOptions, ModelFamily, Offload, ProgressEvent, Sampler } from '../types.js';
+import type { TensorData } from '../../binding.js';
+import { latentsFileFor, saveLatents } from '../latents-file.js';
 import { outputTarget, type Video } from '../video.js';
 import { formatDuration, printJsonLine, ProgressReporter } from './progress.js';
 
@@ -48,10 +50,11 @@ export function bundledModelDir(): string {
 
 export const EXIT_ABORTED = 130;
 
-/** Runs the command; resolves to the process exit code. */
-export async function runGenerate(flags: GenerateFlags): Promise<number> {
-  const reporter = new ProgressReporter(flags.json ? 'json' : process.stderr.isTTY ? 'tty' : 'plain');
-  const controller = new AbortController();
+/**
+ * Ctrl-C aborts `controller` (the work stops at its next check); a second Ctrl-C exits at once.
+ * Returns the function that removes the handler.
+ */
+export function abortOnInterrupt(controller: AbortController, reporter: ProgressReporter): () => void {
   let interrupts = 0;
   const onSigint = () => {
     interrupts++;
@@ -60,7 +63,16 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
     controller.abort();
   };
   process.on('SIGINT', onSigint);
+  return () => process.off('SIGINT', onSigint);
+}
+
+/** Runs the command; resolves to the process exit code. */
+export async function runGenerate(flags: GenerateFlags): Promise<number> {
+  const reporter = new ProgressReporter(flags.json ? 'json' : process.stderr.isTTY ? 'tty' : 'plain');
+  const controller = new AbortController();
+  const removeInterruptHandler = abortOnInterrupt(controller, reporter);
   let pipe: WanPipeline | undefined;
+  let video: Video | undefined;
   const started = Date.now();
   try {
     // Everything that can be checked before the (long) load and generation is checked first.
@@ -91,7 +103,7 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
       signal: controller.signal,
     });
     pipe.on('progress', (e) => reporter.event(e));
-    const video = await pipe.generate({
+    video = await pipe.generate({
       prompt: flags.prompt,
       negativePrompt: flags.negativePrompt,
       image: flags.image,
@@ -126,10 +138,14 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
   } catch (err) {
     reporter.stop();
     const aborted = controller.signal.aborted || (err instanceof WanError && err.code === 'ERR_WAN_ABORTED');
-    reportError(err, flags.json === true);
+    // Denoised but not saved (the decode or the save failed, or was interrupted): keep the latents,
+    // so that `wan-video decode` can finish the video without generating it again.
+    const latents = (err as WanError)?.latents ?? video?.latents;
+    const kept = latents && pipe ? await keepLatents(latents, flags, pipe.family, video?.fps ?? pipe.defaults.fps) : undefined;
+    reportError(err, flags.json === true, kept);
     return aborted ? EXIT_ABORTED : 1;
   } finally {
-    process.off('SIGINT', onSigint);
+    removeInterruptHandler();
     try {
       await pipe?.dispose();
     } catch {
@@ -138,10 +154,33 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
   }
 }
 
-/** Prints an error for people (stderr) or scripts (a JSON line). */
-export function reportError(err: unknown, json: boolean): void {
+/** Where a failed generation's latents were kept, and the command that finishes the video. */
+export interface KeptLatents {
+  latentsFile: string;
+  finish: string;
+}
+
+/** Saves the denoised latents beside --out; undefined (and a note) when that fails too. */
+async function keepLatents(latents: TensorData, flags: GenerateFlags, family: ModelFamily, fps: number): Promise<KeptLatents | undefined> {
+  const file = latentsFileFor(flags.out);
+  try {
+    await saveLatents(file, latents, { family, fps });
+  } catch (err) {
+    process.stderr.write(`wan-video: could not keep the denoised latents either: ${(err as Error).message}\n`);
+    return undefined;
+  }
+  const arg = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
+  const finish = ['wan-video decode', arg(file), flags.model !== undefined ? `--model ${arg(flags.model)}` : '',
+    flags.device !== undefined ? `--device ${flags.device}` : '', `--out ${arg(flags.out)}`, '--tiled'].filter(Boolean).join(' ');
+  return { latentsFile: path.resolve(file), finish };
+}
+
+/** Prints an error for people (stderr) or scripts (a JSON line), with where the latents were kept. */
+export function reportError(err: unknown, json: boolean, kept?: KeptLatents): void {
   const code = err instanceof WanError ? err.code : ((err as { code?: string })?.code ?? 'ERR_WAN_INTERNAL');
-  const message = err instanceof Error ? err.message : String(err);
-  if (json) printJsonLine('error', { code, message });
+  let message = err instanceof Error ? err.message : String(err);
+  // The library's hint names its API; the command line has its own.
+  if (kept) message = `${message.replace(/ The denoised latents are kept on error\.latents:.*$/s, '')} The denoised latents were saved in ${kept.latentsFile}; finish the video with: ${kept.finish}`;
+  if (json) printJsonLine('error', { code, message, ...kept });
   process.stderr.write(`wan-video: error ${code}: ${message}\n`);
 }

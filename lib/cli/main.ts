@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The wan-video command line: a thin shell over the public API (generate, info, parity).
+// The wan-video command line: a thin shell over the public API (generate, decode, info, parity).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { packageRoot } from '../native.js';
 import { runParity } from '../parity.js';
 import type { Dtype, Offload, Sampler } from '../types.js';
+import { runDecode, type DecodeFlags } from './decode.js';
 import { runGenerate, type GenerateFlags } from './generate.js';
 import { runInfo, type InfoFlags } from './info.js';
 import { deviceValue, nonNegativeNumber, parseSize, positiveInt, positiveNumber, seedValue } from './options.js';
@@ -53,6 +54,17 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--out <file>', 'output file', 'demo.mp4')
     .option('--json', 'print one JSON object per line (progress and note events, then {"event":"done"} or {"event":"error"})')
     .action(async (flags: GenerateFlags) => setExitCode(await runGenerate(flags)));
+
+  program
+    .command('decode')
+    .description('finish a video from the latents `generate` kept when its decode or save failed (loads only the VAE)')
+    .argument('<latents>', 'the .latents.safetensors file generate named')
+    .option('--model <dir>', 'the model folder that made them (default: the bundled tiny model)')
+    .option('--device <device>', 'cpu, cuda or cuda:N (default: cpu)', deviceValue)
+    .option('--tiled', 'decode in tiles (less memory)')
+    .option('--out <file>', 'output file', 'demo.mp4')
+    .option('--json', 'print one JSON object per line (progress and note events, then {"event":"done"} or {"event":"error"})')
+    .action(async (file: string, flags: DecodeFlags) => setExitCode(await runDecode(file, flags)));
 
   program
     .command('info')
