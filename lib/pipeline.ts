@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import type { NativeDecodeResult, NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
+import type { CancelToken, NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
 import { FAMILY_DEFAULTS, type FamilyDefaults } from './defaults.js';
 import { badArgument, WanError } from './errors.js';
 import { fitToArea, imageSize, imageTensor } from './image.js';
@@ -224,17 +224,24 @@ export class WanPipeline extends EventEmitter {
   async #run(options: GenerateOptions): Promise<Video[]> {
     if (!this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
     const { request, details, fps } = await this.#prepare(options);
+    const native = this.#native;
+    const result = await this.#call(options, details, request.tiled, (token) =>
+      native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options)),
+    );
+    return splitResult(result, fps, options.returnFloat === true, details);
+  }
+
+  /** A native call with the caller's signal as its cancel token, and its failure explained (#failure). */
+  async #call<T>(options: { signal?: AbortSignal }, size: VideoSize, tiled: NativeGenerateRequest['tiled'], call: (token: CancelToken) => Promise<T>): Promise<T> {
     if (options.signal?.aborted) throw abortedError(options.signal);
     const { token, release } = cancelTokenFor(options.signal);
-    let result: NativeGenerateResult;
     try {
-      result = await this.#native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options));
+      return await call(token);
     } catch (err) {
-      throw await this.#failure(err, details, request.tiled);
+      throw await this.#failure(err, size, tiled);
     } finally {
       release();
     }
-    return splitResult(result, fps, options.returnFloat === true, details);
   }
 
   async #decode(latents: TensorData, options: DecodeOptions): Promise<Video[]> {
@@ -250,16 +257,10 @@ export class WanPipeline extends EventEmitter {
       height: height * this.#info.scaleFactorSpatial,
       numFrames: (frames - 1) * this.#info.scaleFactorTemporal + 1,
     };
-    if (options.signal?.aborted) throw abortedError(options.signal);
-    const { token, release } = cancelTokenFor(options.signal);
-    let result: NativeDecodeResult;
-    try {
-      result = await this.#native.decode(request, token, (e) => this.#emit(e as ProgressEvent, options));
-    } catch (err) {
-      throw await this.#failure(err, size, request.tiled);
-    } finally {
-      release();
-    }
+    const native = this.#native;
+    const result = await this.#call(options, size, request.tiled, (token) =>
+      native.decode(request, token, (e) => this.#emit(e as ProgressEvent, options)),
+    );
     const videos: Video[] = [];
     for (let i = 0; i < result.latents.shape[0]; i++) {
       const video = Video.fromFloat(sample(result.video, i), fps);

@@ -36,6 +36,16 @@ using Clock = std::chrono::steady_clock;
 
 double msSince(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
 
+// The last event of a generate or decode call.
+void reportDone(const RunContext& ctx, Clock::time_point start) {
+  ProgressEvent done;
+  done.stage = "done";
+  done.step = 1;
+  done.totalSteps = 1;
+  done.elapsedMs = msSince(start);
+  ctx.progress(done);
+}
+
 
 void requireShape(const at::Tensor& t, const std::vector<int64_t>& shape, const std::string& what) {
   if (t.sizes().vec() != shape) throwBadArgument(what + " has shape " + shapeString(t.sizes()) + ", expected " + shapeString(shape));
@@ -437,16 +447,8 @@ void WanPipeline::generateInto(const GenerateRequest& r, const RunContext& ctx, 
   }
 
   // 5. Decode.
-  if (!r.outputLatents) {
-    decodeLatents(latents, r.tiledDecode, r.autoTiledDecode, ctx, start, out);
-  } else {
-    ProgressEvent done;
-    done.stage = "done";
-    done.step = 1;
-    done.totalSteps = 1;
-    done.elapsedMs = msSince(start);
-    ctx.progress(done);
-  }
+  if (!r.outputLatents) decodeLatents(latents, r.tiledDecode, r.autoTiledDecode, ctx, start, out);
+  else reportDone(ctx, start);
 }
 
 void WanPipeline::decode(const DecodeRequest& r, const RunContext& ctx, GenerateResult& out) {
@@ -473,12 +475,7 @@ void WanPipeline::decodeLatents(const at::Tensor& latents, bool tiledDecode, boo
     if (autoTiledDecode && options_.offload == "sequential" && options_.device.is_cuda()) tiling.mode = TilingOptions::Mode::On;
     out.video = vae_->decode(out.decoderInput, tiling, &ctx).to(at::kFloat);
   }
-  ProgressEvent done;
-  done.stage = "done";
-  done.step = 1;
-  done.totalSteps = 1;
-  done.elapsedMs = msSince(start);
-  ctx.progress(done);
+  reportDone(ctx, start);
 }
 
 }  // namespace wan
