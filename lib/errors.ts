@@ -28,6 +28,9 @@ export class WanError extends Error {
   }
 }
 
+/** What the message of an error with `latents` adds (the command line says its own instead). */
+export const LATENTS_KEPT_HINT = ' The denoised latents are kept on error.latents: pipeline.decode(error.latents, { tiled: true }) finishes the videos.';
+
 /** A WanError for an invalid option, naming it and what is allowed. */
 export function badArgument(option: string, problem: string, allowed?: string): WanError {
   return new WanError('ERR_WAN_BAD_ARGUMENT', `option '${option}' ${problem}${allowed ? `; allowed: ${allowed}` : ''}`);

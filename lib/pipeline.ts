@@ -7,7 +7,7 @@ import path from 'node:path';
 
 import type { CancelToken, NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
 import { FAMILY_DEFAULTS, type FamilyDefaults } from './defaults.js';
-import { badArgument, WanError } from './errors.js';
+import { badArgument, LATENTS_KEPT_HINT, WanError } from './errors.js';
 import { fitToArea, imageSize, imageTensor } from './image.js';
 import { native } from './native.js';
 import { describeValue, finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
@@ -133,10 +133,13 @@ export class WanPipeline extends EventEmitter {
 
   /** Generates one video per prompt and per numVideosPerPrompt, in prompt order (prompt 0's videos first). */
   generateBatch(options: GenerateOptions): Promise<Video[]> {
-    // Calls made before dispose() still run; calls after it are refused at once.
+    return this.#enqueue(() => this.#run(options));
+  }
+
+  /** Runs `call` after the calls queued before it. Calls made before dispose() still run; calls after it are refused at once. */
+  #enqueue<T>(call: () => Promise<T>): Promise<T> {
     if (this.#disposed) return Promise.reject(new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again'));
-    const run = () => this.#run(options);
-    const result = this.#queue.then(run, run);
+    const result = this.#queue.then(call, call);
     this.#queue = result.catch(() => {});
     return result;
   }
@@ -148,11 +151,7 @@ export class WanPipeline extends EventEmitter {
    * `pipe.decode(err.latents, { tiled: true })`. Queued with generate() calls.
    */
   decode(latents: TensorData, options: DecodeOptions = {}): Promise<Video[]> {
-    if (this.#disposed) return Promise.reject(new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again'));
-    const run = () => this.#decode(latents, options);
-    const result = this.#queue.then(run, run);
-    this.#queue = result.catch(() => {});
-    return result;
+    return this.#enqueue(() => this.#decode(latents, options));
   }
 
   /** Frees the native models. Later calls reject with ERR_WAN_DISPOSED. Waits for queued calls. */
@@ -179,7 +178,7 @@ export class WanPipeline extends EventEmitter {
     const latents = (err as WanError)?.latents;
     if (latents && failed instanceof Error) {
       (failed as WanError).latents = latents;
-      failed.message += ' The denoised latents are kept on error.latents: pipeline.decode(error.latents, { tiled: true }) finishes the videos.';
+      failed.message += LATENTS_KEPT_HINT;
     }
     return failed;
   }

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import { WanError } from '../errors.js';
+import { LATENTS_KEPT_HINT, WanError } from '../errors.js';
 import { ffmpegVersion } from '../ffmpeg.js';
 import { packageRoot } from '../native.js';
 import { WanPipeline } from '../pipeline.js';
@@ -180,7 +180,7 @@ export function reportError(err: unknown, json: boolean, kept?: KeptLatents): vo
   const code = err instanceof WanError ? err.code : ((err as { code?: string })?.code ?? 'ERR_WAN_INTERNAL');
   let message = err instanceof Error ? err.message : String(err);
   // The library's hint names its API; the command line has its own.
-  if (kept) message = `${message.replace(/ The denoised latents are kept on error\.latents:.*$/s, '')} The denoised latents were saved in ${kept.latentsFile}; finish the video with: ${kept.finish}`;
+  if (kept) message = `${message.replace(LATENTS_KEPT_HINT, '')} The denoised latents were saved in ${kept.latentsFile}; finish the video with: ${kept.finish}`;
   if (json) printJsonLine('error', { code, message, ...kept });
   process.stderr.write(`wan-video: error ${code}: ${message}\n`);
 }
