@@ -34,7 +34,7 @@ rm -rf .device/napi && mkdir -p .device/napi/node-api-headers .device/napi/node-
 cp -r node_modules/node-api-headers/include .device/napi/node-api-headers/
 cp node_modules/node-addon-api/*.h .device/napi/node-addon-api/
 
-npx tsc -p tsconfig.json
+node scripts/build-ts.mjs
 rm -rf .device/dist && mkdir -p .device/dist && cp -r dist/lib .device/dist/
 
 du -sh .device/* | sed 's/^/prepare-device: /'

@@ -40,8 +40,7 @@ describe('npm package', () => {
       mkdirSync(path.dirname(path.join(stage, f)), { recursive: true });
       copyFileSync(path.join(root, f), path.join(stage, f));
     }
-    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-    const compiled = run(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json'), '--outDir', path.join(stage, 'dist')], root);
+    const compiled = run(process.execPath, [path.join(root, 'scripts', 'build-ts.mjs'), path.join(stage, 'dist')], root);
     expect(compiled.status, compiled.output).toBe(0);
     const tuple = `${process.platform}-${process.arch}`;
     mkdirSync(path.join(stage, 'prebuilds', tuple), { recursive: true });
@@ -72,7 +71,22 @@ describe('npm package', () => {
     expect(parsed.libtorchVersion).toMatch(/^\d+\.\d+/);
     expect(parsed.devices[0]).toMatchObject({ type: 'cpu' });
 
-    // 5. The tokenizer addon travels beside the main one, where lib/native.ts looks for it.
+    // 5. A TypeScript user's code type-checks against the published declarations, the package's
+    // own included (skipLibCheck off): they must resolve every type they import.
+    writeFileSync(path.join(app, 'main.ts'), [
+      "import { WanPipeline, WanError, type TensorData, type GenerateOptions } from 'wan-video';",
+      "const options: GenerateOptions = { prompt: 'a cat', steps: 2 };",
+      "export async function main(): Promise<TensorData | undefined> {",
+      "  const pipe = await WanPipeline.load('/models/wan');",
+      "  try { return (await pipe.generate(options)).latents; } catch (e) { if (e instanceof WanError) return e.latents; throw e; }",
+      "}",
+    ].join('\n'));
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    const typed = run(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--module', 'nodenext', '--moduleResolution', 'nodenext',
+      '--target', 'es2022', '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), 'main.ts'], app);
+    expect(typed.status, typed.output).toBe(0);
+
+    // 6. The tokenizer addon travels beside the main one, where lib/native.ts looks for it.
     if (existsSync(tokenizer)) {
       const tok = run(process.execPath, ['-e', `const t = require(${JSON.stringify(path.join(pkgDir, 'prebuilds', tuple, 'tokenizer', 'wan_tokenizer.node'))}); console.log(typeof t.loadSentencePiece)`], app);
       expect(tok.stdout.trim(), tok.output).toBe('function');
