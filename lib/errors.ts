@@ -29,7 +29,8 @@ export class WanError extends Error {
 }
 
 /** What the message of an error with `latents` adds (the command line says its own instead). */
-export const LATENTS_KEPT_HINT = ' The denoised latents are kept on error.latents: pipeline.decode(error.latents, { tiled: true }) finishes the videos.';
+export const LATENTS_KEPT_HINT =
+  " The denoised latents are kept on error.latents: pipeline.decode(error.latents, { tiled }) finishes the videos (the generation's tiled option gives the same frames; tiled: true needs the least memory).";
 
 /** A WanError for an invalid option, naming it and what is allowed. */
 export function badArgument(option: string, problem: string, allowed?: string): WanError {

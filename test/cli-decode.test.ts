@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { float32Tensor } from '../lib/tensor.js';
 import { latentsFileFor, loadLatents, saveLatents } from '../lib/latents-file.js';
+import { finishCommand } from '../lib/cli/generate.js';
 import { FIXTURES } from './helpers/fixtures.js';
 import { buildCli, jsonLines, runCli, startCli } from './helpers/cli.js';
 
@@ -74,7 +75,8 @@ describe('wan-video generate, stopped in the decode, then wan-video decode', () 
     const error = jsonLines(r.stdout).at(-1)!;
     const kept = path.join(dir, 'stopped', 'frame.latents.safetensors');
     expect(error).toMatchObject({ event: 'error', code: 'ERR_WAN_ABORTED', latentsFile: kept });
-    expect(error.finish).toBe(`wan-video decode ${kept} --out ${out} --tiled`);
+    // Interrupted, not out of memory: the finish command decodes as generate did (whole frames).
+    expect(error.finish).toBe(`wan-video decode ${kept} --out ${out}`);
     expect(error.message).toContain(`The denoised latents were saved in ${kept}; finish the video with: wan-video decode`);
     expect(error.message).not.toContain('error.latents');
     expect(await readdir(path.join(dir, 'stopped'))).toEqual(['frame.latents.safetensors']);
@@ -86,6 +88,14 @@ describe('wan-video generate, stopped in the decode, then wan-video decode', () 
     const [want, got] = [await frames(path.join(dir, 'ref')), await frames(path.join(dir, 'decoded'))];
     expect(got).toHaveLength(41);
     expect(got.every((f, i) => f.equals(want[i]))).toBe(true);
+  });
+
+  it('the finish command names the model, device and output as given, quoted for a shell, and tiles after running out of memory', () => {
+    const flags = { model: "/models/it's here", device: 'cuda:1' as const, out: 'my video.mp4' };
+    expect(finishCommand('my video.latents.safetensors', flags, true)).toBe(
+      "wan-video decode 'my video.latents.safetensors' --model '/models/it'\\''s here' --device cuda:1 --out 'my video.mp4' --tiled",
+    );
+    expect(finishCommand('a.latents.safetensors', { out: 'a.mp4' }, false)).toBe('wan-video decode a.latents.safetensors --out a.mp4');
   });
 
   it('decode refuses latents of another model family, and a file that is not latents', async () => {

@@ -2,7 +2,7 @@
 // needs lib/pipeline.ts and the assembled models/tiny.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -77,6 +77,20 @@ describe('wan-video generate', () => {
     const done = lines[lines.length - 1];
     expect(done).toMatchObject({ event: 'done', out, width: 32, height: 32, numFrames: 5 });
     expect(existsSync(out)).toBe(true);
+  });
+
+  it('done names the seed, so that a run with a random seed can be made again', async () => {
+    const noSeed = SMALL.slice(0, -2);
+    const first = await runCli(['generate', ...noSeed, '--out', path.join(dir, 'random', 'f-%04d.png'), '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    const seed = jsonLines(first.stdout).at(-1)!.seed;
+    expect(Number.isSafeInteger(seed)).toBe(true);
+    const again = await runCli(['generate', ...noSeed, '--seed', String(seed), '--out', path.join(dir, 'again', 'f-%04d.png')]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`, seed ${seed})`);
+    const [a, b] = [await readdir(path.join(dir, 'random')), await readdir(path.join(dir, 'again'))];
+    expect(b).toEqual(a);
+    for (const f of a) expect((await readFile(path.join(dir, 'again', f))).equals(await readFile(path.join(dir, 'random', f))), f).toBe(true);
   });
 
   it('Ctrl-C (SIGINT) aborts, exits 130 and leaves no output file', async () => {

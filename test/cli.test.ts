@@ -93,6 +93,18 @@ describe('bad flags exit non-zero naming the flag', () => {
       expect(r.code).not.toBe(0);
       expect(r.code).not.toBeNull();
       expect(r.stderr).toContain(flag);
+      // With --json, a script gets the error as its last line, whoever found it (commander or us).
+      const json = await runCli([...args, '--json']);
+      expect(json.code).toBe(r.code);
+      expect(jsonLines(json.stdout).at(-1)).toMatchObject({ event: 'error', code: 'ERR_WAN_BAD_ARGUMENT', message: expect.stringContaining(flag) });
     });
   }
+
+  it('--help and --version are not errors, with or without --json', async () => {
+    for (const args of [['--help'], ['generate', '--help', '--json'], ['--version']]) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout).not.toMatch(/^\{"event":"error"/m);
+    }
+  });
 });

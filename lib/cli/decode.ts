@@ -27,6 +27,10 @@ export async function runDecode(file: string, flags: DecodeFlags): Promise<numbe
   const controller = new AbortController();
   const removeInterruptHandler = abortOnInterrupt(controller, reporter);
   try {
+    // Made before anything is read, so that a Ctrl-C at any point cancels the decode.
+    const n = native();
+    const token = new n.CancelToken();
+    controller.signal.addEventListener('abort', () => token.cancel(), { once: true });
     const target = outputTarget(flags.out, '--out');
     if (target.kind !== 'png') await ffmpegVersion();
     const { latents, family, fps } = await loadLatents(file);
@@ -38,9 +42,6 @@ export async function runDecode(file: string, flags: DecodeFlags): Promise<numbe
     if (family !== undefined && family !== model.family) {
       throw new WanError('ERR_WAN_BAD_ARGUMENT', `${file} holds latents of a ${family} model, but ${modelDir} is ${model.family}: pass the model that made them with --model`);
     }
-    const n = native();
-    const token = new n.CancelToken();
-    controller.signal.addEventListener('abort', () => token.cancel(), { once: true });
     const vae = await n.loadVae(path.join(modelDir, 'vae'), { device: flags.device ?? 'cpu' }, token);
     let decoded;
     try {

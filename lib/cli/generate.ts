@@ -126,11 +126,11 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
     if (flags.json) {
       printJsonLine('done', {
         out, family: pipe.family, width: video.width, height: video.height, numFrames: video.numFrames, fps: video.fps, elapsedMs,
-        attentionBackend: video.settings?.attentionBackend,
+        seed: video.settings?.seed, attentionBackend: video.settings?.attentionBackend,
       });
     } else {
       process.stderr.write(
-        `wrote ${out} (${pipe.family}, ${video.width}x${video.height}, ${video.numFrames} frames at ${video.fps} fps) in ${formatDuration(elapsedMs)}` +
+        `wrote ${out} (${pipe.family}, ${video.width}x${video.height}, ${video.numFrames} frames at ${video.fps} fps, seed ${video.settings?.seed}) in ${formatDuration(elapsedMs)}` +
           `${video.settings?.attentionBackend ? `; attention: ${video.settings.attentionBackend}` : ''}\n`,
       );
     }
@@ -141,7 +141,8 @@ export async function runGenerate(flags: GenerateFlags): Promise<number> {
     // Denoised but not saved (the decode or the save failed, or was interrupted): keep the latents,
     // so that `wan-video decode` can finish the video without generating it again.
     const latents = (err as WanError)?.latents ?? video?.latents;
-    const kept = latents && pipe ? await keepLatents(latents, flags, pipe.family, video?.fps ?? pipe.defaults.fps) : undefined;
+    const outOfMemory = err instanceof WanError && err.code === 'ERR_WAN_OOM';
+    const kept = latents && pipe ? await keepLatents(latents, flags, pipe.family, video?.fps ?? pipe.defaults.fps, outOfMemory) : undefined;
     reportError(err, flags.json === true, kept);
     return aborted ? EXIT_ABORTED : 1;
   } finally {
@@ -161,7 +162,7 @@ export interface KeptLatents {
 }
 
 /** Saves the denoised latents beside --out; undefined (and a note) when that fails too. */
-async function keepLatents(latents: TensorData, flags: GenerateFlags, family: ModelFamily, fps: number): Promise<KeptLatents | undefined> {
+async function keepLatents(latents: TensorData, flags: GenerateFlags, family: ModelFamily, fps: number, outOfMemory: boolean): Promise<KeptLatents | undefined> {
   const file = latentsFileFor(flags.out);
   try {
     await saveLatents(file, latents, { family, fps });
@@ -169,10 +170,17 @@ async function keepLatents(latents: TensorData, flags: GenerateFlags, family: Mo
     process.stderr.write(`wan-video: could not keep the denoised latents either: ${(err as Error).message}\n`);
     return undefined;
   }
+  return { latentsFile: path.resolve(file), finish: finishCommand(file, flags, outOfMemory) };
+}
+
+/**
+ * The `wan-video decode` command that finishes a kept generation: it decodes as generate did (the
+ * same frames), or in tiles (less memory) when the generation ran out of memory.
+ */
+export function finishCommand(file: string, flags: Pick<GenerateFlags, 'model' | 'device' | 'out'>, outOfMemory: boolean): string {
   const arg = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
-  const finish = ['wan-video decode', arg(file), flags.model !== undefined ? `--model ${arg(flags.model)}` : '',
-    flags.device !== undefined ? `--device ${flags.device}` : '', `--out ${arg(flags.out)}`, '--tiled'].filter(Boolean).join(' ');
-  return { latentsFile: path.resolve(file), finish };
+  return ['wan-video decode', arg(file), flags.model !== undefined ? `--model ${arg(flags.model)}` : '',
+    flags.device !== undefined ? `--device ${flags.device}` : '', `--out ${arg(flags.out)}`, outOfMemory ? '--tiled' : ''].filter(Boolean).join(' ');
 }
 
 /** Prints an error for people (stderr) or scripts (a JSON line), with where the latents were kept. */

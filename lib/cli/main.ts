@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 
 import { packageRoot } from '../native.js';
 import { runParity } from '../parity.js';
@@ -13,6 +13,7 @@ import { runGenerate, type GenerateFlags } from './generate.js';
 import { runInfo, type InfoFlags } from './info.js';
 import { deviceValue, nonNegativeNumber, parseSize, positiveInt, positiveNumber, seedValue } from './options.js';
 import { reportError } from './generate.js';
+import { printJsonLine } from './progress.js';
 
 const SAMPLERS: Sampler[] = ['unipc', 'euler', 'unipc-official'];
 const DTYPES: Dtype[] = ['float32', 'bfloat16', 'float16'];
@@ -30,7 +31,9 @@ function buildProgram(setExitCode: (code: number) => void): Command {
   const program = new Command('wan-video')
     .description('Generate videos with the Wan2.2 models (T2V-A14B, I2V-A14B, TI2V-5B) on libtorch.')
     .version(packageVersion())
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors throw (see main()) instead of exiting, so that --json can report them too.
+    .exitOverride();
 
   program
     .command('generate')
@@ -99,7 +102,17 @@ function buildProgram(setExitCode: (code: number) => void): Command {
 async function main(): Promise<void> {
   let exitCode = 0;
   const program = buildProgram((code) => (exitCode = code));
-  await program.parseAsync(process.argv);
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // Commander has printed its message (or the help, or the version: exit code 0) on stderr.
+    // Scripts reading --json get their error line as for any other failure.
+    if (err.exitCode !== 0 && process.argv.includes('--json')) {
+      printJsonLine('error', { code: 'ERR_WAN_BAD_ARGUMENT', message: err.message.replace(/^error: /, '') });
+    }
+    exitCode = err.exitCode;
+  }
   // Set, not process.exit(): stdout is flushed before the process ends.
   process.exitCode = exitCode;
 }
