@@ -186,10 +186,11 @@ export function estimateMemory(model: MemoryModel, request: MemoryRequest): Reco
 
 /**
  * The cheapest (fastest) offload mode whose estimate fits in `freeBytes`, in the order none, model,
- * sequential; undefined when none fits. Used for ERR_WAN_OOM messages ("would fit with offload: 'model'").
+ * sequential, starting at `from`; undefined when none fits. Used for ERR_WAN_OOM messages ("would fit
+ * with offload: 'model'").
  */
-export function suggestOffload(estimates: Record<Offload, MemoryEstimate>, freeBytes: number): Offload | undefined {
-  return OFFLOAD_MODES.find((mode) => estimates[mode].totalBytes <= freeBytes);
+export function suggestOffload(estimates: Record<Offload, MemoryEstimate>, freeBytes: number, from: Offload = 'none'): Offload | undefined {
+  return OFFLOAD_MODES.slice(OFFLOAD_MODES.indexOf(from)).find((mode) => estimates[mode].totalBytes <= freeBytes);
 }
 
 /** A change of load or generate options under which a request fits (see suggestFit). */
@@ -206,9 +207,10 @@ export interface FitSuggestion {
  * The smallest change under which `request` fits in `deviceBytes`: another offload mode alone
  * (fastest first), then also the text encoder on the CPU, then also a tiled decode, then both;
  * undefined when nothing fits (a smaller size or fewer frames is all that is left). A change the
- * request already has is not suggested.
+ * request already has is not suggested, nor a mode that keeps more resident than `current` (the one
+ * that ran out of memory): whatever the estimate says, that mode needs more.
  */
-export function suggestFit(model: MemoryModel, request: MemoryRequest, deviceBytes: number): FitSuggestion | undefined {
+export function suggestFit(model: MemoryModel, request: MemoryRequest, deviceBytes: number, current: Offload = 'none'): FitSuggestion | undefined {
   const textOnDevice = request.textEncoderOnDevice !== false;
   const tiled = request.vaeTile !== undefined && request.vaeTile > 0;
   const changes = [
@@ -223,7 +225,7 @@ export function suggestFit(model: MemoryModel, request: MemoryRequest, deviceByt
       textEncoderOnDevice: textOnDevice && !change.textEncoderOnCpu,
       vaeTile: change.tiledDecode ? VAE_DEFAULT_TILE : request.vaeTile,
     });
-    const offload = suggestOffload(estimates, deviceBytes);
+    const offload = suggestOffload(estimates, deviceBytes, current);
     if (offload) return { offload, ...change, totalBytes: estimates[offload].totalBytes };
   }
   return undefined;

@@ -44,6 +44,13 @@ function abortedError(signal: AbortSignal): WanError {
 
 type GenerateDetails = GenerationSettings;
 
+/** A checked decode() call. */
+interface PreparedDecode {
+  request: { latents: TensorData; tiled: NonNullable<NativeGenerateRequest['tiled']> };
+  fps: number;
+  returnFloat: boolean;
+}
+
 /** The load options the OOM advice needs, defaults applied. */
 interface ResolvedLoadOptions {
   offload: Offload;
@@ -133,15 +140,40 @@ export class WanPipeline extends EventEmitter {
 
   /** Generates one video per prompt and per numVideosPerPrompt, in prompt order (prompt 0's videos first). */
   generateBatch(options: GenerateOptions): Promise<Video[]> {
-    return this.#enqueue(() => this.#run(options));
+    // Checked and prepared at once, not when its turn comes: bad options fail without waiting for
+    // the calls ahead. Its warnings are reported when it runs, among its own events.
+    const warnings: string[] = [];
+    const prepared = this.#prepare(options, warnings);
+    return this.#enqueue(options?.signal, prepared, async () => {
+      const { request, details, fps } = await prepared;
+      return this.#generate(request, details, fps, warnings, options);
+    });
   }
 
-  /** Runs `call` after the calls queued before it. Calls made before dispose() still run; calls after it are refused at once. */
-  #enqueue<T>(call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `call` after the calls queued before it. Calls made before dispose() still run; calls after
+   * it are refused at once. While it waits, an abort of `signal` or a failure of `prepared` (its
+   * option checks) rejects it at once, and it is skipped when its turn comes.
+   */
+  #enqueue<T>(signal: unknown, prepared: Promise<unknown>, call: () => Promise<T>): Promise<T> {
+    prepared.catch(() => {});  // reported through the returned promise
     if (this.#disposed) return Promise.reject(new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again'));
-    const result = this.#queue.then(call, call);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(badArgument('signal', 'must be an AbortSignal'));
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
+    let started = false;
+    const run = () => {
+      started = true;
+      return signal?.aborted ? Promise.reject(abortedError(signal)) : call();
+    };
+    const result = this.#queue.then(run, run);
     this.#queue = result.catch(() => {});
-    return result;
+    return new Promise<T>((resolve, reject) => {
+      const refuse = (err: unknown) => !started && reject(err);
+      const onAbort = () => refuse(abortedError(signal as AbortSignal));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      prepared.catch(refuse);
+      result.then(resolve, reject).finally(() => signal?.removeEventListener('abort', onAbort));
+    });
   }
 
   /**
@@ -151,7 +183,8 @@ export class WanPipeline extends EventEmitter {
    * `pipe.decode(err.latents, { tiled: true })`. Queued with generate() calls.
    */
   decode(latents: TensorData, options: DecodeOptions = {}): Promise<Video[]> {
-    return this.#enqueue(() => this.#decode(latents, options));
+    const prepared = (async () => this.#prepareDecode(latents, options))();
+    return this.#enqueue(options?.signal, prepared, async () => this.#decode(await prepared, options));
   }
 
   /** Frees the native models. Later calls reject with ERR_WAN_DISPOSED. Waits for queued calls. */
@@ -201,7 +234,7 @@ export class WanPipeline extends EventEmitter {
         advice = ` This request needs about ${need} of host memory; use a smaller size or fewer frames.`;
       } else {
         const device = runtimeInfo().devices.find((d) => d.name === info.device || (d.type === 'cuda' && info.device === `cuda:${d.index}`));
-        const fit = device?.totalMemory ? suggestFit(model, request, device.totalMemory) : undefined;
+        const fit = device?.totalMemory ? suggestFit(model, request, device.totalMemory, mode) : undefined;
         advice = ` With offload '${mode}' it needs about ${need}. ` +
           (fit && device?.totalMemory ? describeFit(fit, mode, device.totalMemory) : 'Use a smaller size or fewer frames.');
       }
@@ -211,71 +244,100 @@ export class WanPipeline extends EventEmitter {
     return new WanError('ERR_WAN_OOM', err.message + advice, { cause: err });
   }
 
-  #emit(event: ProgressEvent, options: GenerateOptions): void {
+  /** Delivers a progress event to the 'progress' listeners, then to the call's onProgress. */
+  #emit(event: ProgressEvent, options: GenerateOptions | DecodeOptions): void {
     this.emit('progress', event);
     options.onProgress?.(event);
   }
 
-  #warn(message: string, options: GenerateOptions): void {
-    this.#emit({ stage: 'warning', step: 0, totalSteps: 0, elapsedMs: 0, message }, options);
-  }
-
-  async #run(options: GenerateOptions): Promise<Video[]> {
-    if (!this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
-    const { request, details, fps } = await this.#prepare(options);
-    const native = this.#native;
-    const result = await this.#call(options, details, request.tiled, (token) =>
-      native.generate(request, token, (e) => this.#emit(e as ProgressEvent, options)),
-    );
+  async #generate(request: NativeGenerateRequest, details: GenerateDetails, fps: number, warnings: string[], options: GenerateOptions): Promise<Video[]> {
+    const native = this.#usable();
+    const result = await this.#call(options, details, request.tiled, (token, progress) => {
+      for (const message of warnings) progress({ stage: 'warning', step: 0, totalSteps: 0, elapsedMs: 0, message });
+      return native.generate(request, token, progress);
+    });
     return splitResult(result, fps, options.returnFloat === true, details);
   }
 
-  /** A native call with the caller's signal as its cancel token, and its failure explained (#failure). */
-  async #call<T>(options: { signal?: AbortSignal }, size: VideoSize, tiled: NativeGenerateRequest['tiled'], call: (token: CancelToken) => Promise<T>): Promise<T> {
+  #usable(): NativePipeline {
+    if (!this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
+    return this.#native;
+  }
+
+  /**
+   * A native call with the caller's signal as its cancel token, its progress events delivered
+   * (#emit), and its failure explained (#failure). A progress listener that throws stops the call,
+   * which then rejects with ERR_WAN_ABORTED caused by that error (with the latents, when the
+   * denoising had ended): the error is neither lost nor thrown into the addon.
+   */
+  async #call<T extends { latents: TensorData }>(
+    options: GenerateOptions | DecodeOptions, size: VideoSize, tiled: NativeGenerateRequest['tiled'],
+    call: (token: CancelToken, progress: (e: unknown) => void) => Promise<T>,
+  ): Promise<T> {
     if (options.signal?.aborted) throw abortedError(options.signal);
     const { token, release } = cancelTokenFor(options.signal);
+    let listenerError: WanError | undefined;
+    const progress = (e: unknown) => {
+      if (listenerError) return;
+      try {
+        this.#emit(e as ProgressEvent, options);
+      } catch (cause) {
+        listenerError = new WanError('ERR_WAN_ABORTED', `a progress listener threw, so the call was stopped: ${describeThrown(cause)}`, { cause });
+        token.cancel();
+      }
+    };
     try {
-      return await call(token);
+      const result = await call(token, progress);
+      // It threw at the last event, after the work was done: the work is on the error.
+      if (listenerError) listenerError.latents = result.latents;
+      if (listenerError) throw listenerError;
+      return result;
     } catch (err) {
-      throw await this.#failure(err, size, tiled);
+      if (listenerError && err !== listenerError) listenerError.latents ??= (err as WanError)?.latents;
+      throw await this.#failure(listenerError ?? err, size, tiled);
     } finally {
       release();
     }
   }
 
-  async #decode(latents: TensorData, options: DecodeOptions): Promise<Video[]> {
-    if (!this.#native) throw new WanError('ERR_WAN_DISPOSED', 'the pipeline was disposed; load it again');
+  /** decode()'s checks, before it queues. */
+  #prepareDecode(latents: TensorData, options: DecodeOptions): PreparedDecode {
     if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
     rejectUnknown(options, DECODE_KEYS, 'decode');
     const request = { latents: checkTensor(latents, 'latents', 5), tiled: tiledMode(options.tiled) };
     const fps = options.fps === undefined ? this.defaults.fps : finiteNumber(options.fps, 'fps', 0, 1000, true);
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
+    const returnFloat = optionalBoolean(options.returnFloat, 'returnFloat');
+    return { request, fps, returnFloat };
+  }
+
+  async #decode({ request, fps, returnFloat }: PreparedDecode, options: DecodeOptions): Promise<Video[]> {
+    const native = this.#usable();
     const [, , frames, height, width] = request.latents.shape;
     const size = {
       width: width * this.#info.scaleFactorSpatial,
       height: height * this.#info.scaleFactorSpatial,
       numFrames: (frames - 1) * this.#info.scaleFactorTemporal + 1,
     };
-    const native = this.#native;
-    const result = await this.#call(options, size, request.tiled, (token) =>
-      native.decode(request, token, (e) => this.#emit(e as ProgressEvent, options)),
-    );
+    const result = await this.#call(options, size, request.tiled, (token, progress) => native.decode(request, token, progress));
     const videos: Video[] = [];
     for (let i = 0; i < result.latents.shape[0]; i++) {
       const video = Video.fromFloat(sample(result.video, i), fps);
       video.latents = sample(result.latents, i);
-      if (options.returnFloat === true) video.float = sample(result.video, i);
+      if (returnFloat) video.float = sample(result.video, i);
       videos.push(video);
     }
     return videos;
   }
 
-  async #prepare(options: GenerateOptions) {
+  /** generate()'s checks and inputs (tokens, image), before it queues; `warnings` collects what it changed. */
+  async #prepare(options: GenerateOptions, warnings: string[]) {
     if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
     rejectUnknown(options, GENERATE_KEYS, 'generate');
     const d = this.defaults;
     const isA14b = this.family !== 'ti2v-5b';
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
+    optionalBoolean(options.returnFloat, 'returnFloat');
     const sampler = oneOf(options.sampler ?? 'unipc', 'sampler', ['unipc', 'euler', 'unipc-official'] as const);
     const steps = integer(options.steps ?? d.steps, 'steps', 1, 1000);
     const guidanceScale = finiteNumber(options.guidanceScale ?? d.guidanceScale, 'guidanceScale', 0, 100);
@@ -290,7 +352,7 @@ export class WanPipeline extends EventEmitter {
     }
     // As in diffusers, guidanceScale alone decides whether CFG runs at all, for both experts.
     if (guidanceScale <= 1 && options.guidanceScale2 !== undefined && options.guidanceScale2 > 1)
-      this.#warn(`guidanceScale ${guidanceScale} <= 1 turns classifier-free guidance off for both experts; guidanceScale2 ${options.guidanceScale2} is not used`, options);
+      warnings.push(`guidanceScale ${guidanceScale} <= 1 turns classifier-free guidance off for both experts; guidanceScale2 ${options.guidanceScale2} is not used`);
     const shift = finiteNumber(options.shift ?? d.shift, 'shift', 0, 1000, true);
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
     integer(seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
@@ -322,7 +384,7 @@ export class WanPipeline extends EventEmitter {
     const h = Math.floor(height / multiple) * multiple;
     if (w < multiple || h < multiple) throw badArgument(width < multiple ? 'width' : 'height', `is below ${multiple}`, `a multiple of ${multiple}`);
     if (w !== width || h !== height) {
-      this.#warn(`width and height must be multiples of ${multiple}; using ${w}x${h} instead of ${width}x${height}`, options);
+      warnings.push(`width and height must be multiples of ${multiple}; using ${w}x${h} instead of ${width}x${height}`);
       width = w;
       height = h;
     }
@@ -330,7 +392,7 @@ export class WanPipeline extends EventEmitter {
     const ft = this.#info.scaleFactorTemporal;
     if (numFrames % ft !== 1) {
       const rounded = Math.max(Math.floor(numFrames / ft) * ft + 1, 1);
-      this.#warn(`numFrames - 1 must be divisible by ${ft}; using ${rounded} instead of ${numFrames}`, options);
+      warnings.push(`numFrames - 1 must be divisible by ${ft}; using ${rounded} instead of ${numFrames}`);
       numFrames = rounded;
     }
 
@@ -353,9 +415,12 @@ export class WanPipeline extends EventEmitter {
       request.promptIds = ids.inputIds;
       request.promptMask = ids.attentionMask;
     }
+    // Checked even when CFG is off (and they go unused): a wrong value is a caller's mistake either way.
+    const negativeEmbeds = options.negativePromptEmbeds === undefined ? undefined : checkTensor(options.negativePromptEmbeds, 'negativePromptEmbeds', 3);
+    if (options.negativePrompt !== undefined) promptList(options.negativePrompt, 'negativePrompt');
     if (cfg) {
-      if (options.negativePromptEmbeds !== undefined) {
-        request.negativePromptEmbeds = checkTensor(options.negativePromptEmbeds, 'negativePromptEmbeds', 3);
+      if (negativeEmbeds !== undefined) {
+        request.negativePromptEmbeds = negativeEmbeds;
       } else {
         let negatives = promptList(options.negativePrompt ?? DEFAULT_NEGATIVE_PROMPT, 'negativePrompt');
         if (negatives.length === 1 && batch > 1) negatives = Array(batch).fill(negatives[0]);
@@ -386,6 +451,16 @@ export class WanPipeline extends EventEmitter {
 
 /** The size of the videos a request makes (what the memory estimate needs). */
 type VideoSize = Pick<GenerationSettings, 'width' | 'height' | 'numFrames'>;
+
+function optionalBoolean(value: unknown, name: string): boolean {
+  if (value !== undefined && typeof value !== 'boolean') throw badArgument(name, `is ${describeValue(value)}`, 'true or false');
+  return value === true;
+}
+
+/** What a thrown value says, for a message. */
+function describeThrown(value: unknown): string {
+  return value instanceof Error ? value.message : describeValue(value);
+}
 
 /** The `tiled` option as the addon takes it. */
 function tiledMode(value: unknown): NonNullable<NativeGenerateRequest['tiled']> {

@@ -75,7 +75,8 @@ export interface DecodeOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-export type Stage = 'load' | 'encode-text' | 'denoise' | 'decode' | 'done' | 'warning';
+/** What a progress event reports: loading, the prompts' encode, the image's VAE encode (image to video), the denoising steps, the VAE decode, the end, or a warning. */
+export type Stage = 'load' | 'encode-text' | 'encode-image' | 'denoise' | 'decode' | 'done' | 'warning';
 
 export interface ProgressEvent {
   stage: Stage;

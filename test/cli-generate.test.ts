@@ -2,14 +2,17 @@
 // needs lib/pipeline.ts and the assembled models/tiny.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import sharp from 'sharp';
+
 import { native } from '../lib/native.js';
-import { buildCli, jsonLines, runCli, startCli } from './helpers/cli.js';
+import { FIXTURES } from './helpers/fixtures.js';
+import { buildCli, jsonLines, ROOT, runCli, startCli } from './helpers/cli.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -77,6 +80,23 @@ describe('wan-video generate', () => {
     const done = lines[lines.length - 1];
     expect(done).toMatchObject({ event: 'done', out, width: 32, height: 32, numFrames: 5 });
     expect(existsSync(out)).toBe(true);
+  });
+
+  it('image to video shows the image encode as a stage of its own', async () => {
+    const image = path.join(dir, 'first.png');
+    await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 200, g: 40, b: 90 } } }).png().toFile(image);
+    // The TI2V-5B fixture with the bundled model's tokenizer (the fixtures have none).
+    const model = path.join(dir, 'ti2v-5b-tiny');
+    await cp(path.join(FIXTURES, 'ti2v-5b-tiny'), model, { recursive: true, filter: (f) => !f.includes(`${path.sep}cases`) });
+    await cp(path.join(ROOT, 'models', 'tiny', 'tokenizer'), path.join(model, 'tokenizer'), { recursive: true });
+    const args = ['generate', '--model', model, '--image', image, '--prompt', 'x', '--size', '64x64', '--frames', '5', '--steps', '1'];
+    const plain = await runCli([...args, '--out', path.join(dir, 'i2v.mp4')]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stderr).toMatch(/^\[image\] 1\/1 /m);
+    const json = await runCli([...args, '--out', path.join(dir, 'i2v-json.mp4'), '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const stages = jsonLines(json.stdout).filter((l) => l.event === 'progress').map((l) => l.stage);
+    expect([...new Set(stages)]).toEqual(['load', 'encode-text', 'encode-image', 'denoise', 'decode', 'done']);
   });
 
   it('done names the seed, so that a run with a random seed can be made again', async () => {

@@ -163,6 +163,17 @@ describe('suggestFit (the advice of ERR_WAN_OOM on a GPU)', () => {
     expect(suggestFit(ti2v, { ...request, vaeTile: VAE_DEFAULT_TILE }, device - 1)?.tiledDecode ?? false).toBe(false);
   });
 
+  it('never names a mode that keeps more resident than the one that ran out of memory', () => {
+    const request = { width: 1280, height: 704, numFrames: 121, dtype: 'bfloat16' as const, textEncoderOnDevice: false, vaeTile: VAE_DEFAULT_TILE };
+    const estimates = estimateMemory(ti2v, request);
+    const device = estimates.none.totalBytes; // by the estimate, everything resident fits
+    expect(suggestFit(ti2v, request, device)?.offload).toBe('none');
+    // But 'model' ran out: the advice stays with 'model' (other memory was in use) or goes further.
+    expect(suggestFit(ti2v, request, device, 'model')).toMatchObject({ offload: 'model', textEncoderOnCpu: false, tiledDecode: false });
+    expect(suggestFit(ti2v, request, device, 'sequential')).toMatchObject({ offload: 'sequential' });
+    expect(suggestFit(ti2v, request, estimates.sequential.totalBytes - 1, 'sequential')).toBeUndefined();
+  });
+
   it('is undefined when no change fits', () => {
     expect(suggestFit(a14b, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16' }, 4 * GiB)).toBeUndefined();
   });

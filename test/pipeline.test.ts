@@ -102,6 +102,51 @@ describe('WanPipeline on the bundled tiny model', () => {
     expect(err.code).toBe('ERR_WAN_ABORTED');
   });
 
+  it('a queued call that is aborted, or has bad options, rejects at once, without waiting for the call ahead', async () => {
+    let firstDone = false;
+    const first = pipe.generate({ ...SMALL, steps: 30 }).then(() => (firstDone = true));
+    const controller = new AbortController();
+    const aborted = rejection(pipe.generate({ ...SMALL, signal: controller.signal }));
+    const bad = rejection(pipe.generate({ ...SMALL, steps: -1 }));
+    const already = rejection(pipe.generate({ ...SMALL, signal: AbortSignal.abort() }));
+    controller.abort();
+    const errors = await Promise.all([aborted, bad, already]);
+    expect(errors.map((e) => e.code)).toEqual(['ERR_WAN_ABORTED', 'ERR_WAN_BAD_ARGUMENT', 'ERR_WAN_ABORTED']);
+    expect(firstDone).toBe(false); // all three settled while the first still ran
+    await first;
+    expect(firstDone).toBe(true);
+  });
+
+  it('a progress listener that throws stops the call with ERR_WAN_ABORTED caused by its error; the pipeline stays usable', async () => {
+    const boom = new Error('listener bug');
+    const thrower = (e: ProgressEvent) => {
+      if (e.stage === 'denoise' && e.step === 2) throw boom;
+    };
+    const seen: number[] = [];
+    const err = await rejection(pipe.generate({ ...SMALL, steps: 30, onProgress: (e) => {
+      if (e.stage === 'denoise') seen.push(e.step);
+      thrower(e);
+    } }));
+    expect(err.code).toBe('ERR_WAN_ABORTED');
+    expect(err.cause).toBe(boom);
+    expect(err.message).toContain('a progress listener threw, so the call was stopped: listener bug');
+    expect(Math.max(...seen)).toBeLessThan(30); // stopped, not run to the end
+    // A 'progress' listener on the pipeline, throwing at the last event: the finished work is kept.
+    const onDone = (e: ProgressEvent) => {
+      if (e.stage === 'done') throw boom;
+    };
+    pipe.on('progress', onDone);
+    try {
+      const late = await rejection(pipe.generate(SMALL));
+      expect(late.code).toBe('ERR_WAN_ABORTED');
+      expect(late.latents?.shape).toEqual([1, 16, 2, 4, 6]);
+      expect(late.message).toContain('error.latents');
+    } finally {
+      pipe.off('progress', onDone);
+    }
+    expect((await pipe.generate(SMALL)).numFrames).toBe(5);
+  });
+
   it('runs concurrent calls one after another in call order', async () => {
     const order: string[] = [];
     const first = pipe.generate({ ...SMALL, seed: 1 }).then((v) => (order.push('first'), v));
@@ -183,6 +228,10 @@ describe('WanPipeline on the bundled tiny model', () => {
     ['image', { image: 'cat.png' }],
     ['promptEmbeds', { prompt: undefined, promptEmbeds: { dtype: 'float32', shape: [1, 2], data: new Float32Array(2) } }],
     ['colour', { colour: 'red' }],
+    ['returnFloat', { returnFloat: 'yes' }],
+    // Unused without CFG, but still a caller's mistake.
+    ['negativePrompt', { guidanceScale: 1, negativePrompt: 42 }],
+    ['negativePromptEmbeds', { guidanceScale: 1, negativePromptEmbeds: 'junk' }],
   ];
   for (const [name, bad] of invalid) {
     it(`rejects invalid option '${name}' = ${JSON.stringify(Object.values(bad)[0])} naming it`, async () => {
@@ -319,7 +368,10 @@ describe('WanPipeline.load', () => {
     const ti2v = await WanPipeline.load(path.join(FIXTURES, 'ti2v-5b-tiny'));
     try {
       expect((await rejection(i2v.generate({ ...base, width: 32, height: 48 }))).message).toContain("'image'");
-      const fromBuffer = await i2v.generate({ ...base, image: png, width: 32, height: 48 });
+      const stages: string[] = [];
+      const fromBuffer = await i2v.generate({ ...base, image: png, width: 32, height: 48, onProgress: (e) => stages.at(-1) !== e.stage && stages.push(e.stage) });
+      // The image's VAE encode is a stage of its own, one the docs and the CLI know.
+      expect(stages).toEqual(['encode-text', 'encode-image', 'denoise', 'decode', 'done']);
       const fromFile = await i2v.generate({ ...base, image: file, width: 32, height: 48 });
       const fromRaw = await i2v.generate({ ...base, image: { data: rgb, width: 40, height: 30 }, width: 32, height: 48 });
       expect([fromBuffer.width, fromBuffer.height, fromBuffer.numFrames]).toEqual([32, 48, 5]);

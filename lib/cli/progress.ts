@@ -17,12 +17,18 @@ export function formatDuration(ms: number): string {
 
 const STAGE_LABEL: Record<Stage, string> = {
   load: 'load',
+  'encode-image': 'image',
   'encode-text': 'text',
   denoise: 'denoise',
   decode: 'decode',
   done: 'done',
   warning: 'warning',
 };
+
+/** A stage's label; a stage this version does not know (a newer addon's) shows as its name. */
+function stageLabel(stage: Stage): string {
+  return STAGE_LABEL[stage] ?? String(stage);
+}
 
 /** One JSON line on stdout (the --json protocol: every line is one object with an `event` field). */
 export function printJsonLine(event: string, fields: Record<string, unknown>): void {
@@ -67,7 +73,7 @@ export class ProgressReporter {
       .filter(Boolean)
       .join(' | ');
     if (this.mode === 'plain') {
-      process.stderr.write(`[${STAGE_LABEL[e.stage]}] ${e.step}/${e.totalSteps} ${detail}\n`);
+      process.stderr.write(`[${stageLabel(e.stage)}] ${e.step}/${e.totalSteps} ${detail}\n`);
       return;
     }
     this.updateBar(e, detail);
@@ -88,7 +94,7 @@ export class ProgressReporter {
       );
     }
     const total = Math.max(1, e.totalSteps);
-    const payload = { stage: STAGE_LABEL[e.stage].padEnd(7), detail };
+    const payload = { stage: stageLabel(e.stage).padEnd(7), detail };
     if (this.barStage !== e.stage || !this.bar) {
       this.bar?.update(this.bar.getTotal());
       this.bar = this.multibar.create(total, e.step, payload);

@@ -308,7 +308,7 @@ at::Tensor WanVae::encodeWhole(const at::Tensor& x, const RunContext* ctx, int64
     at::Tensor h = quantConv_.forward(encoder_->forward(chunk, cache, ctx));
     if (!out.defined()) out = at::empty({x.size(0), h.size(1), chunks, h.size(3), h.size(4)}, h.options());
     out.narrow(2, i, 1).copy_(h);
-    report(ctx, "encode", tile * chunks + i + 1, tiles * chunks, clock);
+    report(ctx, "encode-image", tile * chunks + i + 1, tiles * chunks, clock);
   }
   return out;
 }
