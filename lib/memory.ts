@@ -19,8 +19,9 @@
 //                current one and the prefetched next one); the text encoder whole (when on the
 //                device); the VAE whole but decoding in tiles (see below).
 //
-// Activations, counted from the code paths (batch 1 per forward: CFG runs cond and uncond one
-// after the other; attention is fused, so no tokens^2 matrix). Under 'sequential' the two passes
+// Activations, counted from the code paths, per video (a batch of B videos runs as one forward and
+// one decode: B times the activations; CFG runs cond and uncond one after the other; attention is
+// fused, so no tokens^2 matrix). Under 'sequential' the two passes
 // run block by block, so that each streamed block visits once per step: the pass not running holds
 // its hidden state, tokens x dim x b more (CFG_HELD_STATES).
 //   DiT, tokens = latent frames x (H / spatial / patch_h) x (W / spatial / patch_w), b = compute
@@ -85,6 +86,8 @@ export interface MemoryRequest {
   vaeDtype?: Dtype;
   /** false with --t5-cpu (textEncoderDevice 'cpu'): the text encoder stays in host memory. */
   textEncoderOnDevice?: boolean;
+  /** Videos made by one call (generateBatch: prompts x numVideosPerPrompt; decode: latent rows). Default 1. */
+  batch?: number;
   /** Tiled VAE decode with square tiles of this many pixels; 0 = whole frames. Default: whole
    * frames, except VAE_DEFAULT_TILE under 'sequential'. */
   vaeTile?: number;
@@ -132,7 +135,7 @@ export function vaeDecodeBytes(model: MemoryModel, request: MemoryRequest, tile:
   const topPixels = pixels / (model.vae.patchSize * model.vae.patchSize);
   const workset = 4 * topPixels * model.vae.topWidth * VAE_WORKSET_FACTOR * bytes;
   const video = request.numFrames * framePixels * 3 * bytes;
-  return workset + video;
+  return (workset + video) * (request.batch ?? 1);
 }
 
 /** Peak device memory per offload mode for one request (see the formula at the top of this file). */
@@ -150,8 +153,9 @@ export function estimateMemory(model: MemoryModel, request: MemoryRequest): Reco
 
   const textActivations = textEncoder > 0 ? TEXT_ENCODE_ACTIVATION_BYTES : 0;
   const tokens = ditTokens(model, request);
-  const ditActivations = ditActivationBytes(model, tokens, request.dtype);
-  const streamedDitActivations = ditActivations + CFG_HELD_STATES * tokens * dim * bytes;
+  const batch = request.batch ?? 1;
+  const ditActivations = batch * ditActivationBytes(model, tokens, request.dtype);
+  const streamedDitActivations = ditActivations + batch * CFG_HELD_STATES * tokens * dim * bytes;
   const decode = (mode: Offload) =>
     vaeDecodeBytes(model, request, request.vaeTile ?? (mode === 'sequential' ? VAE_DEFAULT_TILE : 0));
 

@@ -224,19 +224,22 @@ export class WanPipeline extends EventEmitter {
       const { offload: mode, textEncoderDevice, vaeDtype } = this.#loadOptions;
       const model = (await describeModelFolder(this.dir)).memoryModel;
       const request: MemoryRequest = {
-        width: details.width, height: details.height, numFrames: details.numFrames, dtype: info.dtype as Dtype, vaeDtype,
+        width: details.width, height: details.height, numFrames: details.numFrames, batch: details.batch, dtype: info.dtype as Dtype, vaeDtype,
         textEncoderOnDevice: textEncoderDevice !== 'cpu',
         // 'auto' tiles whenever whole frames would not fit: it needs what a tiled decode needs.
         vaeTile: tiled === 'off' ? 0 : VAE_DEFAULT_TILE,
       };
-      const need = formatBytes(estimateMemory(model, request)[mode].totalBytes);
+      const smaller = details.batch > 1 ? 'fewer videos per call, a smaller size or fewer frames' : 'a smaller size or fewer frames';
       if (info.device === 'cpu') {
-        advice = ` This request needs about ${need} of host memory; use a smaller size or fewer frames.`;
+        // Everything lives in host memory there, the text encoder and both experts included.
+        const need = formatBytes(estimateMemory(model, { ...request, textEncoderOnDevice: true }).none.totalBytes);
+        advice = ` This request needs about ${need} of host memory; use ${smaller}.`;
       } else {
+        const need = formatBytes(estimateMemory(model, request)[mode].totalBytes);
         const device = runtimeInfo().devices.find((d) => d.name === info.device || (d.type === 'cuda' && info.device === `cuda:${d.index}`));
         const fit = device?.totalMemory ? suggestFit(model, request, device.totalMemory, mode) : undefined;
         advice = ` With offload '${mode}' it needs about ${need}. ` +
-          (fit && device?.totalMemory ? describeFit(fit, mode, device.totalMemory) : 'Use a smaller size or fewer frames.');
+          (fit && device?.totalMemory ? describeFit(fit, mode, device.totalMemory) : `Use ${smaller}.`);
       }
     } catch {
       // The estimate is advice only; the original error stands.
@@ -252,7 +255,8 @@ export class WanPipeline extends EventEmitter {
 
   async #generate(request: NativeGenerateRequest, details: GenerateDetails, fps: number, warnings: string[], options: GenerateOptions): Promise<Video[]> {
     const native = this.#usable();
-    const result = await this.#call(options, details, request.tiled, (token, progress) => {
+    const size = { ...details, batch: ((request.promptEmbeds ?? request.promptIds)?.shape[0] ?? 1) * (request.numVideosPerPrompt ?? 1) };
+    const result = await this.#call(options, size, request.tiled, (token, progress) => {
       for (const message of warnings) progress({ stage: 'warning', step: 0, totalSteps: 0, elapsedMs: 0, message });
       return native.generate(request, token, progress);
     });
@@ -318,6 +322,7 @@ export class WanPipeline extends EventEmitter {
       width: width * this.#info.scaleFactorSpatial,
       height: height * this.#info.scaleFactorSpatial,
       numFrames: (frames - 1) * this.#info.scaleFactorTemporal + 1,
+      batch: request.latents.shape[0],
     };
     const result = await this.#call(options, size, request.tiled, (token, progress) => native.decode(request, token, progress));
     const videos: Video[] = [];
@@ -450,7 +455,7 @@ export class WanPipeline extends EventEmitter {
 }
 
 /** The size of the videos a request makes (what the memory estimate needs). */
-type VideoSize = Pick<GenerationSettings, 'width' | 'height' | 'numFrames'>;
+type VideoSize = Pick<GenerationSettings, 'width' | 'height' | 'numFrames'> & { batch: number };
 
 function optionalBoolean(value: unknown, name: string): boolean {
   if (value !== undefined && typeof value !== 'boolean') throw badArgument(name, `is ${describeValue(value)}`, 'true or false');

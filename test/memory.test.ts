@@ -174,6 +174,16 @@ describe('suggestFit (the advice of ERR_WAN_OOM on a GPU)', () => {
     expect(suggestFit(ti2v, request, estimates.sequential.totalBytes - 1, 'sequential')).toBeUndefined();
   });
 
+  it('counts the activations and the decode of every video of a batch', () => {
+    const one = estimateMemory(a14b, { ...a480, batch: 1 });
+    const three = estimateMemory(a14b, { ...a480, batch: 3 });
+    expect([one.model.phase, three.model.phase]).toEqual(['denoise', 'denoise']);
+    expect(three.model.weightsBytes).toBe(one.model.weightsBytes);
+    expect(three.model.activationBytes).toBeCloseTo(3 * one.model.activationBytes, -3);
+    expect(three.none.totalBytes).toBeGreaterThan(one.none.totalBytes);
+    expect(estimateMemory(a14b, a480).model.totalBytes).toBe(one.model.totalBytes); // default: one video
+  });
+
   it('is undefined when no change fits', () => {
     expect(suggestFit(a14b, { width: 1280, height: 720, numFrames: 81, dtype: 'bfloat16' }, 4 * GiB)).toBeUndefined();
   });

@@ -246,6 +246,12 @@ describe('WanPipeline on the bundled tiny model', () => {
     const err = await rejection(pipe.generate({ ...SMALL, width: 8192, height: 8192, numFrames: 4001 }));
     expect(err.code).toBe('ERR_WAN_OOM');
     expect(err.message).toMatch(/needs about [0-9.]+ [KMGT]i?B of host memory; use a smaller size or fewer frames/);
+    // Several videos in one call: the estimate counts each, and the advice names fewer videos.
+    const batch = await rejection(pipe.generateBatch({ ...SMALL, width: 8192, height: 8192, numFrames: 4001, numVideosPerPrompt: 2 }));
+    expect(batch.code).toBe('ERR_WAN_OOM');
+    expect(batch.message).toMatch(/needs about [0-9.]+ [KMGT]i?B of host memory; use fewer videos per call, a smaller size or fewer frames/);
+    const need = (m: string) => Number(/needs about ([0-9.]+) TiB/.exec(m)?.[1]);
+    expect(need(batch.message)).toBeGreaterThan(1.9 * need(err.message));
     expect((await pipe.generate(SMALL)).numFrames).toBe(5);
   });
 
