@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { TensorData } from '../binding.js';
 import type { Offload } from './types.js';
 import { type FixtureCase, loadCase, readManifest } from './fixtures.js';
-import { WanError } from './errors.js';
+import { badArgument, WanError } from './errors.js';
+import { describeValue } from './options.js';
 import { native } from './native.js';
 import { runtimeInfo } from './runtime.js';
 import { headRows, maxRelError, toFloat64 } from './tensor.js';
@@ -221,6 +222,9 @@ export async function runParity(dir: string, log: (line: string) => void = () =>
   }
   const checks: ParityCheck[] = [];
   const failures: string[] = [];
+  if (typeof dir !== 'string' || !existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw badArgument('dir', `is ${describeValue(dir)}, which is not a folder`, 'a folder of golden fixtures (manifest.json), e.g. test/fixtures/wan-tiny in a clone of the repository');
+  }
   const roots = findManifests(path.resolve(dir));
   if (roots.length === 0) {
     failures.push(`no manifest.json under ${dir}`);

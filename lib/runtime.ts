@@ -11,7 +11,8 @@ export interface RuntimeInfo {
   fusedKernels: boolean;
   /** Intra-op threads libtorch uses on the CPU. */
   threads: number;
-  devices: Array<{ type: 'cpu' | 'cuda'; name: string; index?: number; totalMemory?: number }>;
+  /** 'cpu', then each CUDA device: name 'cuda:N', its model (e.g. 'NVIDIA H100 80GB HBM3'), memory and compute capability. */
+  devices: Array<{ type: 'cpu' | 'cuda'; name: string; index?: number; model?: string; totalMemory?: number; computeCapability?: string }>;
   /** The .node file that was loaded. */
   addonPath: string;
 }

@@ -2,6 +2,7 @@ import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
+import { deviceLine } from '../lib/cli/info.js';
 import { native } from '../lib/native.js';
 import { FIXTURES } from './helpers/fixtures.js';
 import { buildCli, jsonLines, runCli } from './helpers/cli.js';
@@ -23,7 +24,11 @@ describe('wan-video info', () => {
     const rt = native().runtimeInfo();
     expect(r.stdout).toContain(`libtorch   ${rt.libtorchVersion} (${rt.flavour} build)`);
     expect(r.stdout).toMatch(/^CUDA {7}(available|not available)$/m);
-    expect(r.stdout).toMatch(/^device {5}cpu/m);
+    expect(r.stdout).toMatch(/^device {5}cpu( \(.*\))?$/m);
+    // A GPU's line, as the addon describes one (this machine may have none).
+    expect(deviceLine({ type: 'cuda', name: 'cuda:0', index: 0, model: 'NVIDIA H100 80GB HBM3', totalMemory: 80 * 1024 ** 3, computeCapability: '9.0' })).toBe(
+      'device     cuda:0 NVIDIA H100 80GB HBM3, compute capability 9.0 (80.0 GiB)',
+    );
     expect(r.stdout).toMatch(/^ffmpeg {5}/m);
   });
 

@@ -56,6 +56,9 @@ describe('wan-video parity (the CLI)', () => {
     const bad = await startCli(['parity', `${FIXTURES}/t2v-a14b-tiny/vae`]).done;
     expect(bad.code).toBe(1);
     expect(bad.stdout + bad.stderr).toMatch(/no manifest\.json/);
+    const missing = await startCli(['parity', `${FIXTURES}/no-such-folder`]).done;
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`ERR_WAN_BAD_ARGUMENT: option 'dir' is "${FIXTURES}/no-such-folder"`);
   });
 
   it('--device takes a GPU (float32, TF32 off) where this build has one, and says why not in one error where it has not', async () => {

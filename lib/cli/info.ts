@@ -27,14 +27,18 @@ function formatCount(n: number): string {
   return String(n);
 }
 
+/** One device of `wan-video info`: its name, then for a GPU its model, compute capability and memory. */
+export function deviceLine(d: RuntimeInfo['devices'][number]): string {
+  return `device     ${d.name}` + (d.model ? ` ${d.model}` : '') + (d.computeCapability ? `, compute capability ${d.computeCapability}` : '') +
+    (d.totalMemory ? ` (${formatBytes(d.totalMemory)})` : '');
+}
+
 function printRuntime(info: RuntimeInfo, ffmpeg: string): void {
   const lines = [
     `libtorch   ${info.libtorchVersion} (${info.flavour} build), ${info.threads} CPU threads`,
     `CUDA       ${info.cudaAvailable ? 'available' : 'not available'}` +
       (info.flavour === 'cuda' ? `, fused kernels ${info.fusedKernels ? 'on' : 'off (WAN_FUSED_KERNELS=0)'}` : ''),
-    ...info.devices.map(
-      (d) => `device     ${d.type}${d.index !== undefined ? `:${d.index}` : ''} ${d.name}` + (d.totalMemory ? ` (${formatBytes(d.totalMemory)})` : ''),
-    ),
+    ...info.devices.map(deviceLine),
     `host RAM   ${formatBytes(os.totalmem())} total, ${formatBytes(os.freemem())} free`,
     `addon      ${info.addonPath}`,
     `ffmpeg     ${ffmpeg}`,
