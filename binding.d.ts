@@ -252,7 +252,7 @@ export interface NativeBinding {
   /** Test hook: a cancellable call of `steps` sleeps reporting progress; resolves to steps run. */
   _testLongCall(steps: number, msPerStep: number, token?: CancelToken, onProgress?: ProgressCallback): Promise<number>;
   /** Test hook: rejects the way the engine does for failure `kind`. */
-  _testThrow(kind: 'c10' | 'bad_alloc' | 'oom' | 'bad_argument' | 'runtime'): Promise<void>;
+  _testThrow(kind: 'c10' | 'bad_alloc' | 'oom' | 'bad_argument' | 'runtime' | 'result_oom'): Promise<void>;
   /** Test hook: attention of q [B,H,Sq,D], k/v [B,H,Sk,D] by the chunked fallback (blocks of queryChunk queries), by the fallback in one block, and by the attention() entry point (SDPA on libtorch >= 2). */
   _testAttention(q: TensorData, k: TensorData, v: TensorData, queryChunk: number): { chunked: TensorData; unchunked: TensorData; dispatched: TensorData };
   /** Test hook: the order libtorch tries its SDPA backends in ([] where it cannot be ordered, libtorch < 2.6), after

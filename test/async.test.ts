@@ -5,11 +5,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import type { NativeProgressEvent } from '../binding.js';
 import { native, nativePath } from '../lib/native.js';
 
+const TINY_VAE = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'models', 'tiny', 'vae');
 const dir = mkdtempSync(path.join(tmpdir(), 'wan-async-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -96,6 +98,36 @@ describe('error mapping', () => {
 
   it('the addon keeps working after every kind of failure', async () => {
     for (const kind of ['c10', 'bad_alloc', 'oom', 'bad_argument', 'runtime'] as const) await native()._testThrow(kind).catch(() => undefined);
+    expect(await native()._testLongCall(1, 1)).toBe(1);
+  });
+});
+
+describe('libtorch on the JS thread', () => {
+  // Entry points that call libtorch before any job starts: its exceptions must become coded errors
+  // (a c10::Error crossing node-addon-api's wrapper aborted the process).
+  const f32 = (shape: number[], n = shape.reduce((a, b) => a * b, 1)) => ({ dtype: 'float32' as const, shape, data: new Float32Array(n) });
+
+  it('a tensor shape whose element count overflows 64 bits is ERR_WAN_BAD_ARGUMENT, not a wrapped count', () => {
+    // 65536^4 = 2^64 wraps to 0 in a uint64 product, which an empty array would match.
+    for (const shape of [[65536, 65536, 65536, 65536], [0, 1e12, 1e12, 1e12, 1e12], [2 ** 27, 2 ** 27]]) {
+      expect(() => native().runScheduler({ sampler: 'euler', steps: 1 }, f32(shape, 0), f32([1], 1)), String(shape)).toThrow(
+        expect.objectContaining({ code: 'ERR_WAN_BAD_ARGUMENT', message: expect.stringContaining('sample.shape') }),
+      );
+    }
+  });
+
+  it('randn: a shape that overflows is ERR_WAN_BAD_ARGUMENT, one that does not fit in memory ERR_WAN_OOM', () => {
+    for (const shape of [[1e12, 1e12], [NaN, 2], [1.5], [-1]]) {
+      expect(() => native().randn(1, shape), String(shape)).toThrow(expect.objectContaining({ code: 'ERR_WAN_BAD_ARGUMENT' }));
+    }
+    // 2^50 floats: a valid shape, but libtorch cannot allocate 4 PiB.
+    expect(() => native().randn(1, [2 ** 25, 2 ** 25])).toThrow(expect.objectContaining({ code: 'ERR_WAN_OOM', message: expect.stringMatching(/out of memory/) }));
+    expect(native().randn(1, [2, 3]).shape).toEqual([2, 3]);
+  });
+
+  it('a result too large for memory is ERR_WAN_OOM, and the error is still decorated with what the work saved', async () => {
+    // The work succeeds; building its 1 PiB result fails (the pipeline attaches its latents here).
+    await expect(native()._testThrow('result_oom')).rejects.toMatchObject({ code: 'ERR_WAN_OOM', decorated: true, message: expect.stringMatching(/out of memory/) });
     expect(await native()._testLongCall(1, 1)).toBe(1);
   });
 });
@@ -200,6 +232,24 @@ addon._testLongCall(100000, 10, undefined, (e) => { if (e.step === 3) process.ex
     );
     expect(r.signal, r.stderr).toBeNull();
     expect(r.status, r.stderr).toBe(3);
+  });
+
+  it('process.exit while a job is inside libtorch kernels (VAE decode) exits with that code, not a signal', () => {
+    // exit() runs libtorch's and oneDNN's static destructors: the job must be stopped before them.
+    const r = runScript(
+      'exit-decode.mjs',
+      `
+import { createRequire } from 'node:module';
+const addon = createRequire(import.meta.url)(process.env.ADDON);
+const vae = await addon.loadVae(${JSON.stringify(TINY_VAE)});
+const shape = [1, vae.info().zDim, 5, 32, 32];
+vae.decode({ dtype: 'float32', shape, data: new Float32Array(shape.reduce((a, b) => a * b)) }, {}, undefined, (e) => {
+  if (e.stage === 'decode' && e.step === 2) process.exit(5);
+});
+`,
+    );
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status, r.stderr).toBe(5);
   });
 
   it('a worker that exits while its job runs (process.exit inside) ends cleanly', () => {

@@ -97,6 +97,20 @@ describe('special files where a checkpoint file belongs', () => {
     expect(err?.message).toMatch(/config\.json has \d+ bytes, more than the/);
   });
 
+  it('a shard index of more JSON values than any real one is refused (value limit), quickly', async () => {
+    // A valid weight_map plus 2^20 zeros: parsed, each value costs ~100 bytes of memory.
+    const folder = tinyCopy('index-values');
+    const index = path.join(folder, 'transformer', 'diffusion_pytorch_model.safetensors.index.json');
+    const json = JSON.parse(readFileSync(index, 'utf8'));
+    writeFileSync(index, JSON.stringify({ ...json, metadata: { ...json.metadata, junk: new Array(2 ** 20 + 1).fill(0) } }));
+    const start = Date.now();
+    const err = await native().describeTensors(index).then(() => undefined, (e) => e);
+    expect(err?.code).toBe('ERR_WAN_BAD_CHECKPOINT');
+    expect(err?.message).toContain(index);
+    expect(err?.message).toMatch(/more than 1048576 values/);
+    expect(Date.now() - start).toBeLessThan(5000);
+  });
+
   it('a shard that is a symlink loop is a bad checkpoint, not an internal error', async () => {
     const folder = tinyCopy('loop');
     const shard = path.join(folder, 'transformer_2', 'diffusion_pytorch_model-00002-of-00002.safetensors');

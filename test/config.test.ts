@@ -100,6 +100,8 @@ const bad: BadCase[] = [
   { kind: 'transformer', name: 'patch_size missing', field: 'patch_size', edit: (c) => delete c.patch_size },
   { kind: 'transformer', name: 'other qk_norm', field: 'qk_norm', edit: (c) => (c.qk_norm = 'layer_norm'), says: /only 'rms_norm_across_heads'/ },
   { kind: 'transformer', name: 'odd attention_head_dim', field: 'attention_head_dim', edit: (c) => (c.attention_head_dim = 21), says: /even/ },
+  // Loaded, then every forward failed (the timestep embedding has freq_dim/2 cosines and sines).
+  { kind: 'transformer', name: 'odd freq_dim', field: 'freq_dim', edit: (c) => (c.freq_dim = 255), says: /must be even/ },
   { kind: 'transformer', name: 'Wan2.1 image_dim', field: 'image_dim', edit: (c) => (c.image_dim = 1280), says: /not supported/ },
   { kind: 'transformer', name: 'cross_attn_norm not a boolean', field: 'cross_attn_norm', edit: (c) => (c.cross_attn_norm = 1), says: /true or false/ },
   { kind: 'transformer', name: 'eps not finite-number', field: 'eps', edit: (c) => (c.eps = 'small'), says: /finite number/ },
@@ -170,6 +172,19 @@ describe('invalid configs are ERR_WAN_BAD_CHECKPOINT naming file and field', () 
     expect(() => native().readModelConfig(emptyDir, 'scheduler')).toThrow(
       expect.objectContaining({ code: 'ERR_WAN_BAD_CHECKPOINT', message: expect.stringContaining(path.join(emptyDir, 'scheduler_config.json')) }),
     );
+  });
+
+  it('a config of more JSON values than any real one is refused by its size, quickly', () => {
+    // Valid fields plus 2^20 zeros (2 MB): parsed, that cost ~100 bytes of memory per value.
+    const json = JSON.parse(readFileSync(path.join(fixtures, 'ti2v-5b-tiny', configFile.transformer), 'utf8'));
+    const file = path.join(dir, 'many-values', 'config.json');
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify({ ...json, junk: new Array(2 ** 20 + 1).fill(0) }));
+    const start = Date.now();
+    expect(() => native().readModelConfig(file, 'transformer')).toThrow(
+      expect.objectContaining({ code: 'ERR_WAN_BAD_CHECKPOINT', message: expect.stringMatching(/config\.json has \d+ bytes, more than the 1048576/) }),
+    );
+    expect(Date.now() - start).toBeLessThan(2000);
   });
 
   it('an unknown kind is ERR_WAN_BAD_ARGUMENT', () => {

@@ -28,6 +28,57 @@ const CORPUS = [
 let dir: string;
 let tokenizer: Tokenizer;
 
+function tokenizerAddonPath(): string {
+  return process.env.WAN_VIDEO_TOKENIZER_ADDON ?? path.join(path.dirname(nativePath()), 'tokenizer', 'wan_tokenizer.node');
+}
+
+function readVarint(buf: Buffer, pos: number): [number, number] {
+  let value = 0;
+  for (let shift = 0; ; shift += 7) {
+    const b = buf[pos++];
+    value += (b & 0x7f) * 2 ** shift;
+    if (!(b & 0x80)) return [value, pos];
+  }
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  do {
+    out.push((n % 128) | (n >= 128 ? 0x80 : 0));
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  return Buffer.from(out);
+}
+
+/** A protobuf message with the payload of every length-delimited field `field` replaced by edit(payload). */
+function editBytesField(message: Buffer, field: number, edit: (payload: Buffer) => Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let pos = 0;
+  while (pos < message.length) {
+    const start = pos;
+    let key: number;
+    [key, pos] = readVarint(message, pos);
+    const wire = key & 7;
+    if (wire === 0) [, pos] = readVarint(message, pos);
+    else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === 2) {
+      const keyEnd = pos;
+      let n: number;
+      [n, pos] = readVarint(message, pos);
+      if (key >>> 3 === field) {
+        const payload = edit(message.subarray(pos, pos + n));
+        parts.push(message.subarray(start, keyEnd), varint(payload.length), payload);
+        pos += n;
+        continue;
+      }
+      pos += n;
+    } else throw new Error(`wire type ${wire} in a SentencePiece model`);
+    parts.push(message.subarray(start, pos));
+  }
+  return Buffer.concat(parts);
+}
+
 function spmEncode(text: string): number[] {
   const out = execFileSync('spm_encode', [`--model=${path.join(dir, 'spiece.model')}`, '--output_format=id'], { input: text + '\n', encoding: 'utf8' });
   const line = out.split('\n')[0].trim();
@@ -196,6 +247,52 @@ describe('Tokenizer (SentencePiece spiece.model)', () => {
     }
   });
 
+  it('a hostile normalization table (precompiled_charsmap) is ERR_WAN_BAD_CHECKPOINT at load, never a crash at encode', () => {
+    // SentencePiece 0.1.97 reads the table's double-array trie and replacement strings unchecked.
+    // Variants of this test's own model (nmt_nfkc, a real table), each encoded in a child process.
+    const good = readFileSync(path.join(dir, 'spiece.model'));
+    const variants: Record<string, (charsmap: Buffer) => Buffer> = {
+      'root node leading outside the trie': (c) => {
+        const out = Buffer.from(c);
+        out.writeUInt32LE(((0x3fffff << 10) | (1 << 9)) >>> 0, 4);
+        return out;
+      },
+      'trie size running past the end': (c) => {
+        const out = Buffer.from(c);
+        out.writeUInt32LE(c.length - 2, 0);
+        return out;
+      },
+      'replacement strings without their NUL terminators': (c) => {
+        const trieEnd = 4 + c.readUInt32LE(0);
+        return Buffer.concat([c.subarray(0, trieEnd), Buffer.from(c.subarray(trieEnd).map((b) => (b === 0 ? 0x78 : b)))]);
+      },
+    };
+    const hostileDir = mkdtempSync(path.join(tmpdir(), 'wan-tok-charsmap-'));
+    try {
+      let edited = 0;
+      for (const [name, edit] of Object.entries(variants)) {
+        const file = path.join(hostileDir, `${name.replace(/\W+/g, '-')}.model`);
+        // normalizer_spec (field 3) -> precompiled_charsmap (field 2)
+        writeFileSync(file, editBytesField(good, 3, (spec) => editBytesField(spec, 2, (c) => (edited++, edit(c)))));
+        const r = spawnSync(
+          process.execPath,
+          ['-e', `try { const t = require(${JSON.stringify(tokenizerAddonPath())}).loadSentencePiece(${JSON.stringify(file)});
+                    console.log(JSON.stringify({ ids: t.encode('A white cat, café crème 一只猫 ＡＢＣ') }));
+                  } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`],
+          { encoding: 'utf8', timeout: 30_000 },
+        );
+        expect(r.signal, `${name}: ${r.stderr}`).toBeNull();
+        const out = JSON.parse(r.stdout.trim());
+        expect(out.code, `${name}: ${r.stdout}`).toBe('ERR_WAN_BAD_CHECKPOINT');
+        expect(out.message).toContain(file);
+        expect(out.message).toContain('precompiled_charsmap');
+      }
+      expect(edited).toBe(Object.keys(variants).length);
+    } finally {
+      rmSync(hostileDir, { recursive: true, force: true });
+    }
+  });
+
   it('the bundled tiny tokenizer loads: T5 special ids and the tiny text encoder vocabulary', () => {
     const tiny = Tokenizer.load(path.join(ROOT, 'models', 'tiny', 'tokenizer'));
     expect(tiny.vocabSize).toBe(256);
@@ -212,7 +309,7 @@ describe('tokenizer addon beside the libtorch addon', () => {
   // Debian's libsentencepiece and libtorch each carry a protobuf: they must live in two .node files
   // and load in either order in one process.
   const mainAddon = nativePath();
-  const tokenizerAddon = process.env.WAN_VIDEO_TOKENIZER_ADDON ?? path.join(path.dirname(mainAddon), 'tokenizer', 'wan_tokenizer.node');
+  const tokenizerAddon = tokenizerAddonPath();
   const script = (first: 'main' | 'tokenizer') => `
     const main = ${JSON.stringify(mainAddon)}, tok = ${JSON.stringify(tokenizerAddon)};
     const order = ${JSON.stringify(first)} === 'main' ? [main, tok] : [tok, main];

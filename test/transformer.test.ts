@@ -279,6 +279,15 @@ describe('attention', () => {
       expect(maxRelError(r.dispatched, ref)).toBeLessThan(1e-5);
     }
   });
+
+  it('a libtorch failure inside the synchronous hook is a coded error, not an abort', () => {
+    // 2^23 queries and keys in one block: 2^46 float scores (256 TiB), which libtorch cannot allocate.
+    const n = 2 ** 23;
+    const t = { dtype: 'float32' as const, shape: [1, 1, n, 1], data: new Float32Array(n) };
+    expect(() => native()._testAttention(t, t, t, n)).toThrow(expect.objectContaining({ code: 'ERR_WAN_OOM' }));
+    const small = random([1, 1, 3, 4], 4);
+    expect(native()._testAttention(small, small, small, 1).chunked.shape).toEqual([1, 1, 3, 4]);
+  });
 });
 
 describe('SDPA backend order (WAN_SDPA_ORDER, wan_bench --sdpa-order)', () => {

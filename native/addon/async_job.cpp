@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <new>
@@ -54,6 +55,23 @@ bool looksLikeOom(const std::string& msg) {
   return msg.find("out of memory") != std::string::npos || msg.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos ||
          msg.find("CUDA error: out of memory") != std::string::npos;
 }
+
+// process.exit() on the main thread runs no environment cleanup hook: it emits 'exit', then calls
+// exit(), whose static destructors (libtorch's, oneDNN's) would run while job threads are still in
+// a libtorch kernel (SIGSEGV). An atexit handler runs too late: oneDNN creates statics lazily,
+// inside the first job, and their destructors run before any handler registered earlier. So this
+// 'exit' listener stops the environment's jobs at their next step and waits for them, bounded so
+// that a job stuck in one long kernel cannot hang the exit.
+constexpr auto kExitWait = std::chrono::seconds(5);
+
+Napi::Value StopJobsOnExit(const Napi::CallbackInfo& info) {
+  std::shared_ptr<EnvJobs> jobs = JobsOf(info.Env());
+  if (!jobs) return info.Env().Undefined();
+  std::unique_lock<std::mutex> lock(jobs->mutex);
+  for (const auto& f : jobs->flags) f->store(true);
+  jobs->idle.wait_for(lock, kExitWait, [&] { return jobs->running == 0; });
+  return info.Env().Undefined();
+}
 }  // namespace
 
 void RegisterShutdownHook(Napi::Env env) {
@@ -82,6 +100,10 @@ void RegisterShutdownHook(Napi::Env env) {
         jobs->idle.wait(lock, [&] { return jobs->running == 0; });
       },
       raw);
+  Napi::Value process = env.Global().Get("process");
+  Napi::Value on = process.IsObject() ? process.As<Napi::Object>().Get("on") : env.Undefined();
+  if (on.IsFunction())
+    on.As<Napi::Function>().Call(process, {Napi::String::New(env, "exit"), Napi::Function::New(env, StopJobsOnExit, "wanVideoStopJobs")});
 }
 
 Napi::Error MakeError(Napi::Env env, ErrorCode code, const std::string& message) {
@@ -200,25 +222,22 @@ void Settle(napi_env env, Job* job) {
   try {
     Napi::Env e(env);
     if (job->onSettled) job->onSettled();
-    napi_value value;
-    bool ok = !job->failed;
-    if (ok) {
-      Napi::Value result;
-      ErrorCode code;
-      std::string message;
-      ok = CaptureErrors([&] { result = job->finish ? job->finish(e) : e.Undefined(); }, &code, &message);
-      value = ok ? result : MakeError(e, code, message).Value();
-    } else {
-      Napi::Error error = MakeError(e, job->errorCode, job->errorMessage);
-      if (job->decorateError) {
-        ErrorCode ignoredCode;
-        std::string ignoredMessage;
-        CaptureErrors([&] { job->decorateError(e, error.Value()); }, &ignoredCode, &ignoredMessage);
-      }
-      value = error.Value();
+    // Building the result can fail too (a result too large for an ArrayBuffer): that failure is
+    // decorated like the work's own, so what the work saved still reaches the caller.
+    Napi::Value result;
+    ErrorCode code = job->errorCode;
+    std::string message = job->errorMessage;
+    if (!job->failed && CaptureErrors([&] { result = job->finish ? job->finish(e) : e.Undefined(); }, &code, &message)) {
+      napi_resolve_deferred(env, job->deferred, result);
+      return;
     }
-    if (ok) napi_resolve_deferred(env, job->deferred, value);
-    else napi_reject_deferred(env, job->deferred, value);
+    Napi::Error error = MakeError(e, code, message);
+    if (job->decorateError) {
+      ErrorCode ignoredCode;
+      std::string ignoredMessage;
+      CaptureErrors([&] { job->decorateError(e, error.Value()); }, &ignoredCode, &ignoredMessage);
+    }
+    napi_reject_deferred(env, job->deferred, error.Value());
   } catch (...) {
     // Building the result failed in a way CaptureErrors could not report: nothing safe is left to do.
   }

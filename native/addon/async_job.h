@@ -35,7 +35,9 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
 
 // Per environment: at teardown (a worker thread terminated or exiting) the environment's cleanup
 // hook sets the cancel flag of each of its jobs in flight and waits for their threads to stop, so
-// no job outlives the environment it reports to. Called once from the module's Init.
+// no job outlives the environment it reports to. A process 'exit' listener does the same, waiting
+// at most a few seconds, for process.exit() (which on the main thread runs no cleanup hook).
+// Called once from the module's Init.
 void RegisterShutdownHook(Napi::Env env);
 
 // A JS Error with `code` from an ErrorCode and message.
@@ -66,9 +68,9 @@ class AsyncJob {
   // Progress events and the settlement travel through one thread-safe function, in order: every
   // progress event reaches `onProgress` before the promise settles. `onProgress` may be undefined;
   // `cancel` may be null (a private flag is used). `onSettled` runs on the JS thread just before
-  // the promise settles. `decorateError` (may be null) runs on the JS thread when `work` failed, to
-  // add properties to the error the promise rejects with (what the work saved before failing);
-  // if it throws, the error goes out as it was.
+  // the promise settles. `decorateError` (may be null) runs on the JS thread when `work` or
+  // `finish` failed, to add properties to the error the promise rejects with (what the work saved
+  // before failing); if it throws, the error goes out as it was.
   static Napi::Promise Start(Napi::Env env, Work work, Finish finish, Napi::Value onProgress,
                              std::shared_ptr<std::atomic<bool>> cancel, std::function<void()> onSettled = nullptr,
                              DecorateError decorateError = nullptr);

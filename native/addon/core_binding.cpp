@@ -39,9 +39,11 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
 #else
   o.Set("flavour", "cpu");
 #endif
-  o.Set("cudaAvailable", Napi::Boolean::New(env, cudaAvailable()));
+  // libtorch's device queries, in Sync: a broken driver must give a coded error, not an abort.
+  const int deviceCount = Sync(env, [] { return cudaDeviceCount(); });
+  o.Set("cudaAvailable", Napi::Boolean::New(env, deviceCount > 0));
   o.Set("fusedKernels", Napi::Boolean::New(env, fusedKernelsEnabled()));
-  o.Set("cudaDeviceCount", Napi::Number::New(env, cudaDeviceCount()));
+  o.Set("cudaDeviceCount", Napi::Number::New(env, deviceCount));
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
   Napi::Array devices = Napi::Array::New(env);
   Napi::Object cpu = Napi::Object::New(env);
@@ -50,7 +52,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
   cpu.Set("totalMemory", Napi::Number::New(env, static_cast<double>(pages) * static_cast<double>(pageSize)));
   devices.Set(0u, cpu);
-  for (int i = 0; i < cudaDeviceCount(); ++i) {
+  for (int i = 0; i < deviceCount; ++i) {
     Napi::Object d = Napi::Object::New(env);
     d.Set("type", "cuda");
     d.Set("name", "cuda:" + std::to_string(i));
@@ -265,14 +267,8 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray())
     throw MakeError(env, ErrorCode::BadArgument, "randn(seed: number, shape: number[])");
   const uint64_t seed = SeedValue(env, info[0].As<Napi::Number>().DoubleValue());
-  Napi::Array a = info[1].As<Napi::Array>();
-  std::vector<int64_t> shape;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value d = a.Get(i);
-    if (!d.IsNumber() || d.As<Napi::Number>().DoubleValue() < 0) throw MakeError(env, ErrorCode::BadArgument, "shape must hold non-negative integers");
-    shape.push_back(d.As<Napi::Number>().Int64Value());
-  }
-  return TensorToJs(env, randnLikeReference(seed, shape));
+  const std::vector<int64_t> shape = ShapeFromJs(info[1], "shape", nullptr);
+  return Sync(env, [&] { return TensorToJs(env, randnLikeReference(seed, shape)); });
 }
 
 // _testLongCall(steps, msPerStep, token?, onProgress?) -> Promise<number of steps run>
@@ -301,9 +297,17 @@ Napi::Value TestLongCall(const Napi::CallbackInfo& info) {
       info.Length() > 3 ? info[3] : info.Env().Undefined(), cancel);
 }
 
-// _testThrow(kind) -> Promise rejected as the engine would for that failure.
+// _testThrow(kind) -> Promise rejected as the engine would for that failure. 'result_oom': the work
+// succeeds but its result cannot be built (a 1 PiB ArrayBuffer); the error must still be decorated
+// (`decorated: true`, as the pipeline adds the saved latents) and be ERR_WAN_OOM.
 Napi::Value TestThrow(const Napi::CallbackInfo& info) {
   std::string kind = StringArg(info, 0, "kind");
+  if (kind == "result_oom") {
+    return AsyncJob::Start(
+        info.Env(), [](RunContext&) {},
+        [](Napi::Env env) -> Napi::Value { return TensorToJs(env, at::zeros({1}).expand({int64_t(1) << 48})); },
+        info.Env().Undefined(), nullptr, nullptr, [](Napi::Env env, Napi::Object error) { error.Set("decorated", Napi::Boolean::New(env, true)); });
+  }
   return AsyncJob::Start(
       info.Env(),
       [kind](RunContext&) {

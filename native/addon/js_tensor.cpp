@@ -1,5 +1,6 @@
 #include "js_tensor.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "addon_data.h"
@@ -26,28 +27,50 @@ Napi::Function GetConstructor(Napi::Env env, const std::string& name) {
 
 namespace {
 [[noreturn]] void bad(Napi::Env env, const std::string& msg) { throw MakeError(env, ErrorCode::BadArgument, msg); }
+
+// The most elements a tensor crossing the boundary may have: no JS array holds more, and the
+// product of the dims stays far from wrapping (libtorch multiplies them in 64 bits).
+constexpr uint64_t kMaxElements = uint64_t{1} << 53;
 }  // namespace
+
+std::vector<int64_t> ShapeFromJs(const Napi::Value& value, const std::string& what, uint64_t* numel) {
+  Napi::Env env = value.Env();
+  const std::string rule = what + " must be an array of non-negative integers with at most 2^53 elements in all";
+  if (!value.IsArray()) bad(env, rule);
+  Napi::Array a = value.As<Napi::Array>();
+  if (a.Length() > 8) bad(env, what + " has more than 8 dimensions");
+  std::vector<int64_t> shape;
+  // Zero dims are left out of the bound: libtorch still multiplies the others out (and fails on
+  // an overflow) for an empty tensor.
+  uint64_t nonzero = 1;
+  bool empty = false;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value d = a.Get(i);
+    if (!d.IsNumber()) bad(env, rule);
+    const double x = d.As<Napi::Number>().DoubleValue();
+    // The range check comes first: a cast of a double beyond int64_t is undefined.
+    if (!(x >= 0) || x > static_cast<double>(kMaxElements) || x != static_cast<double>(static_cast<int64_t>(x))) bad(env, rule);
+    const auto n = static_cast<uint64_t>(x);
+    shape.push_back(static_cast<int64_t>(n));
+    if (n == 0) {
+      empty = true;
+    } else {
+      if (nonzero > kMaxElements / n) bad(env, rule);
+      nonzero *= n;
+    }
+  }
+  if (numel) *numel = empty ? 0 : nonzero;
+  return shape;
+}
 
 at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what) {
   Napi::Env env = value.Env();
   if (!value.IsObject()) bad(env, what + " must be a tensor { dtype, shape, data }");
   Napi::Object o = value.As<Napi::Object>();
-  Napi::Value shapeV = o.Get("shape");
   Napi::Value dataV = o.Get("data");
-  if (!shapeV.IsArray()) bad(env, what + ".shape must be an array of non-negative integers");
+  uint64_t numel = 0;
+  std::vector<int64_t> shape = ShapeFromJs(o.Get("shape"), what + ".shape", &numel);
   if (!dataV.IsTypedArray()) bad(env, what + ".data must be a TypedArray");
-  Napi::Array shapeA = shapeV.As<Napi::Array>();
-  if (shapeA.Length() > 8) bad(env, what + ".shape has more than 8 dimensions");
-  std::vector<int64_t> shape;
-  uint64_t numel = 1;
-  for (uint32_t i = 0; i < shapeA.Length(); ++i) {
-    Napi::Value d = shapeA.Get(i);
-    if (!d.IsNumber()) bad(env, what + ".shape must be an array of non-negative integers");
-    double x = d.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0) || x != static_cast<double>(static_cast<int64_t>(x)) || x > 1e12) bad(env, what + ".shape must be an array of non-negative integers");
-    shape.push_back(static_cast<int64_t>(x));
-    numel *= static_cast<uint64_t>(x);
-  }
   Napi::TypedArray ta = dataV.As<Napi::TypedArray>();
   at::ScalarType st;
   switch (ta.TypedArrayType()) {
@@ -65,32 +88,53 @@ at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what) {
   }
   if (ta.ElementLength() != numel)
     bad(env, what + " has " + std::to_string(ta.ElementLength()) + " elements but its shape needs " + std::to_string(numel));
-  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
-  if (numel > 0) {
-    auto* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    std::memcpy(t.data_ptr(), base, ta.ByteLength());
-  }
-  return t;
+  const auto* base = numel > 0 ? static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() : nullptr;
+  const size_t bytes = ta.ByteLength();
+  // libtorch on the JS thread: its errors (an allocation failure) must become coded JS errors.
+  return Sync(env, [&] {
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
+    if (base) std::memcpy(t.data_ptr(), base, bytes);
+    return t;
+  });
 }
 
 Napi::Object TensorToJs(Napi::Env env, const at::Tensor& input) {
-  at::Tensor t = input.detach().to(at::kCPU).contiguous();
+  at::Tensor t = input.detach();
   const char* dtype;
+  at::ScalarType out = t.scalar_type();
   switch (t.scalar_type()) {
     case at::kFloat: dtype = "float32"; break;
     case at::kDouble: dtype = "float64"; break;
     case at::kLong: dtype = "int64"; break;
     case at::kInt: dtype = "int32"; break;
     case at::kByte: dtype = "uint8"; break;
-    case at::kBool: dtype = "bool"; t = t.to(at::kByte); break;
-    default: dtype = "float32"; t = t.to(at::kFloat); break;  // bf16, f16, f8
+    case at::kBool: dtype = "bool"; out = at::kByte; break;
+    default: dtype = "float32"; out = at::kFloat; break;  // bf16, f16, f8
   }
-  size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, bytes);
-  if (bytes) std::memcpy(buf.Data(), t.data_ptr(), bytes);
-  size_t n = static_cast<size_t>(t.numel());
+  const auto n = static_cast<size_t>(t.numel());
+  const size_t bytes = n * at::elementSize(out);
+  // The buffer first, then one copy into it (converting dtype, device and strides on the way).
+  // Allocated here and handed to JS as an external ArrayBuffer: when V8 allocates one itself and
+  // fails, it kills the process (FatalProcessOutOfMemory); here a result too large for memory is
+  // ERR_WAN_OOM (via CaptureErrors), and the caller keeps what it could save. (V8 counts the buffer
+  // for its GC; Node frees it on the event loop, so a synchronous loop holds results till it yields.)
+  void* dst = std::malloc(bytes > 0 ? bytes : 1);
+  if (!dst)
+    throw WanError(ErrorCode::OutOfMemory, "out of memory: the result needs " + std::to_string(bytes) +
+                                               " bytes of host memory, which could not be allocated; use a smaller size, fewer frames or fewer videos");
+  napi_value raw;
+  if (napi_create_external_arraybuffer(env, dst, bytes, [](napi_env, void* data, void*) { std::free(data); }, nullptr, &raw) != napi_ok) {
+    std::free(dst);
+    // Runtimes without external buffers (Electron's V8 sandbox): V8's own allocation.
+    bool pending = false;
+    napi_value exception;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &exception);
+    NAPI_THROW_IF_FAILED(env, napi_create_arraybuffer(env, bytes, &dst, &raw), Napi::Object());
+  }
+  Napi::ArrayBuffer buf(env, raw);
+  if (bytes) at::from_blob(dst, t.sizes(), at::TensorOptions().dtype(out)).copy_(t);
   Napi::Value data;
-  switch (t.scalar_type()) {
+  switch (out) {
     case at::kFloat: data = Napi::Float32Array::New(env, n, buf, 0); break;
     case at::kDouble: data = Napi::Float64Array::New(env, n, buf, 0); break;
     case at::kLong: data = Napi::TypedArrayOf<int64_t>::New(env, n, buf, 0, napi_bigint64_array); break;

@@ -7,12 +7,19 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace wan::addon {
 
-// Throws ERR_WAN_BAD_ARGUMENT naming `what` when the value is not a well-formed tensor.
+// A JS array of at most 8 non-negative integer dims whose product is at most 2^53 (`numel`, may be
+// null, gets it); else throws ERR_WAN_BAD_ARGUMENT naming `what`.
+std::vector<int64_t> ShapeFromJs(const Napi::Value& value, const std::string& what, uint64_t* numel);
+// Throws ERR_WAN_BAD_ARGUMENT naming `what` when the value is not a well-formed tensor, and a
+// coded JS error (ERR_WAN_OOM) when libtorch cannot allocate it.
 at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what);
-// bf16/f16 come back as float32 (JS has no such arrays).
+// bf16/f16 come back as float32 (JS has no such arrays). Calls libtorch and may throw engine
+// errors (WanError OutOfMemory when the ArrayBuffer cannot be allocated): on the JS thread, call
+// it inside Sync() or an AsyncJob's finish.
 Napi::Object TensorToJs(Napi::Env env, const at::Tensor& tensor);
 
 // Option helpers with ERR_WAN_BAD_ARGUMENT messages naming the option.

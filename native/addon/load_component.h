@@ -28,7 +28,7 @@ Napi::Value LoadComponent(const Napi::CallbackInfo& info, std::function<Napi::Va
         at::Device device = parseDevice(deviceName);
         at::ScalarType dtype = parseDtype(dtypeName);
         ctx.checkCancelled();
-        *model = Model::load(dir, dtype, device);
+        *model = Model::load(dir, dtype, device, &ctx);
       },
       [model, wrap](Napi::Env env) -> Napi::Value { return wrap(env, *model); }, info.Env().Undefined(), cancel);
 }

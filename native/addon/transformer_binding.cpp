@@ -75,11 +75,14 @@ Napi::Value TestAttention(const Napi::CallbackInfo& info) {
     throw MakeError(env, ErrorCode::BadArgument, "q [B,H,Sq,D], k and v [B,H,Sk,D] of one dtype expected");
   if (info.Length() < 4 || !info[3].IsNumber()) throw MakeError(env, ErrorCode::BadArgument, "queryChunk must be a number");
   const int64_t chunk = info[3].As<Napi::Number>().Int64Value();
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("chunked", TensorToJs(env, chunkedAttention(q, k, v, chunk)));
-  out.Set("unchunked", TensorToJs(env, chunkedAttention(q, k, v, q.size(2))));
-  out.Set("dispatched", TensorToJs(env, attention(q, k, v)));
-  return out;
+  // libtorch on the JS thread: in Sync, so that its errors are coded JS errors, not an abort.
+  return Sync(env, [&] {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("chunked", TensorToJs(env, chunkedAttention(q, k, v, chunk)));
+    out.Set("unchunked", TensorToJs(env, chunkedAttention(q, k, v, q.size(2))));
+    out.Set("dispatched", TensorToJs(env, attention(q, k, v)));
+    return out;
+  });
 }
 
 // _testAttentionOrder(preferred?, libtorchOrder?) -> the order libtorch tries its SDPA backends in

@@ -269,10 +269,10 @@ std::optional<Value> parse(const char* data, size_t size, ParseError* error, int
   return v;
 }
 
-Value parseFile(const std::string& path, size_t maxBytes) {
+Value parseFile(const std::string& path, size_t maxBytes, size_t maxValues) {
   const std::string text = readSmallFile(path, maxBytes, "JSON file");
   ParseError err;
-  auto v = parse(text.data(), text.size(), &err);
+  auto v = parse(text.data(), text.size(), &err, 64, maxValues);
   if (!v) throwBadCheckpoint(path + " is not valid JSON: " + err.message + " at byte " + std::to_string(err.offset));
   return std::move(*v);
 }

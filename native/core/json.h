@@ -47,8 +47,13 @@ struct ParseError {
 // would otherwise cost 50x its size).
 std::optional<Value> parse(const char* data, size_t size, ParseError* error, int maxDepth = 64, size_t maxValues = SIZE_MAX);
 
-// Reads and parses a whole file; throws WanError(BadCheckpoint) naming the file on failure.
-Value parseFile(const std::string& path, size_t maxBytes = 64u << 20);
+// The most values a JSON file may hold (the bound a safetensors header has): a real config holds
+// tens, a sharded checkpoint's index a few thousand.
+constexpr size_t kMaxFileValues = size_t{1} << 20;
+
+// Reads and parses a whole file of at most `maxBytes` bytes and `maxValues` values; throws
+// WanError(BadCheckpoint) naming the file on failure.
+Value parseFile(const std::string& path, size_t maxBytes, size_t maxValues = kMaxFileValues);
 
 std::string typeName(Type t);
 

@@ -6,7 +6,12 @@
 
 namespace wan {
 
-ConfigReader::ConfigReader(const std::string& path) : path_(path), root_(json::parseFile(path)) {
+namespace {
+// config.json, scheduler_config.json and model_index.json of real checkpoints have a few KB.
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+}  // namespace
+
+ConfigReader::ConfigReader(const std::string& path) : path_(path), root_(json::parseFile(path, kMaxConfigBytes)) {
   if (!root_.isObject()) throwBadCheckpoint(path + ": expected a JSON object at the top level");
 }
 
@@ -139,6 +144,9 @@ TransformerConfig readTransformerConfig(const std::string& path) {
   c.patchSize = {patch[0], patch[1], patch[2]};
   if (c.qkNorm != "rms_norm_across_heads") r.fail("qk_norm", "is '" + c.qkNorm + "'; only 'rms_norm_across_heads' (Wan2.2) is supported");
   if (c.headDim % 2 != 0 || c.headDim < 6) r.fail("attention_head_dim", "must be even and at least 6 (3-axis rotary embedding)");
+  // The timestep embedding is freq_dim/2 cosines and freq_dim/2 sines: odd, the first linear layer
+  // (freq_dim inputs) could never be applied.
+  if (c.freqDim % 2 != 0) r.fail("freq_dim", "must be even (half cosines, half sines of the timestep; is " + std::to_string(c.freqDim) + ")");
   if (r.has("image_dim")) r.fail("image_dim", "is set: Wan2.1 CLIP image conditioning is not supported (Wan2.2 models do not use it)");
   if (r.has("added_kv_proj_dim")) r.fail("added_kv_proj_dim", "is set: image cross-attention projections are not supported (Wan2.2 models do not use them)");
   return c;

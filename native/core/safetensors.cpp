@@ -216,7 +216,9 @@ static bool safeShardName(const std::string& n) {
 }
 
 TensorStore TensorStore::openIndex(const std::string& indexPath) {
-  json::Value index = json::parseFile(indexPath);
+  // Real index files list a few thousand tensors in 100 KB to 1 MB; the value bound caps the memory.
+  constexpr size_t kMaxIndexBytes = size_t{16} << 20;
+  json::Value index = json::parseFile(indexPath, kMaxIndexBytes);
   const json::Value* map = index.isObject() ? index.find("weight_map") : nullptr;
   if (!map || !map->isObject()) throwBadCheckpoint(indexPath + ": missing 'weight_map' object");
   const fs::path dir = fs::path(indexPath).parent_path();

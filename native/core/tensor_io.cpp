@@ -78,8 +78,8 @@ at::Tensor tensorView(const TensorStore::Entry& entry) {
   return at::from_blob(ptr, shape, [keep](void*) {}, opts);
 }
 
-WeightLoader::WeightLoader(TensorStore store, at::ScalarType dtype, at::Device device)
-    : store_(std::move(store)), dtype_(dtype), device_(device) {}
+WeightLoader::WeightLoader(TensorStore store, at::ScalarType dtype, at::Device device, const RunContext* ctx)
+    : store_(std::move(store)), dtype_(dtype), device_(device), ctx_(ctx) {}
 
 std::vector<int64_t> WeightLoader::shapeOf(const std::string& name) const {
   auto e = store_.find(name);
@@ -88,6 +88,7 @@ std::vector<int64_t> WeightLoader::shapeOf(const std::string& name) const {
 }
 
 at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  if (ctx_) ctx_->checkCancelled();
   auto e = store_.find(name);
   if (!e) throwBadCheckpoint(store_.source() + ": missing tensor '" + name + "' (expected shape " + shapeString(shape) + ")");
   if (e->info->shape != shape)

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "run_context.h"
 #include "safetensors.h"
 
 namespace wan {
@@ -43,10 +44,12 @@ class WeightSource {
 
 // Loads a component's weights by name, converting to the requested dtype and device one tensor at
 // a time (never two full copies of the model). Every missing, mis-shaped or unused tensor is an
-// ERR_WAN_BAD_CHECKPOINT naming it.
+// ERR_WAN_BAD_CHECKPOINT naming it. `ctx` (may be null) is checked before each tensor: an A14B
+// expert's conversion takes minutes, and an abort must not wait for it (ERR_WAN_ABORTED; the
+// model under construction, and with it what was loaded, is freed as the error unwinds).
 class WeightLoader : public WeightSource {
  public:
-  WeightLoader(TensorStore store, at::ScalarType dtype, at::Device device);
+  WeightLoader(TensorStore store, at::ScalarType dtype, at::Device device, const RunContext* ctx = nullptr);
 
   bool has(const std::string& name) const override { return store_.find(name).has_value(); }
   using WeightSource::get;
@@ -64,6 +67,7 @@ class WeightLoader : public WeightSource {
   TensorStore store_;
   at::ScalarType dtype_;
   at::Device device_;
+  const RunContext* ctx_;
   std::set<std::string> used_;
 };
 

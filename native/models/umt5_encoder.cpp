@@ -68,9 +68,9 @@ Umt5Encoder::Umt5Encoder(const TextEncoderConfig& config, WeightSource& weights)
   finalNorm = weights.get("encoder.final_layer_norm.weight", {d});
 }
 
-std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& dir, at::ScalarType dtype, at::Device device) {
+std::unique_ptr<Umt5Encoder> Umt5Encoder::load(const std::string& dir, at::ScalarType dtype, at::Device device, const RunContext* ctx) {
   TextEncoderConfig config = readTextEncoderConfig(dir + "/config.json");
-  WeightLoader weights(TensorStore::openFolder(dir), dtype, device);
+  WeightLoader weights(TensorStore::openFolder(dir), dtype, device, ctx);
   auto encoder = std::make_unique<Umt5Encoder>(config, weights);
   weights.finish();
   return encoder;

@@ -22,8 +22,9 @@ class Umt5Encoder {
   // projections `wo` (kept in float32 as UMT5's _keep_in_fp32_modules asks).
   Umt5Encoder(const TextEncoderConfig& config, WeightSource& weights);
 
-  // A Diffusers `text_encoder/` folder: config.json + safetensors (single file or sharded).
-  static std::unique_ptr<Umt5Encoder> load(const std::string& dir, at::ScalarType dtype, at::Device device);
+  // A Diffusers `text_encoder/` folder: config.json + safetensors (single file or sharded). `ctx`
+  // (may be null) is checked for cancellation before each tensor.
+  static std::unique_ptr<Umt5Encoder> load(const std::string& dir, at::ScalarType dtype, at::Device device, const RunContext* ctx = nullptr);
 
   // ids: integer [B, L] in [0, vocab); mask: [B, L], >0 for real tokens (each row needs one).
   // Returns last_hidden_state as float32 [B, L, d_model] on the model's device, for all L

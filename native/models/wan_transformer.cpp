@@ -84,9 +84,9 @@ std::pair<at::Tensor, at::Tensor> axisAngles(int64_t count, int64_t axisDim) {
 
 }  // namespace
 
-std::unique_ptr<WanTransformer> WanTransformer::load(const std::string& dir, at::ScalarType dtype, at::Device device) {
+std::unique_ptr<WanTransformer> WanTransformer::load(const std::string& dir, at::ScalarType dtype, at::Device device, const RunContext* ctx) {
   TransformerConfig config = readTransformerConfig(dir + "/config.json");
-  WeightLoader loader(TensorStore::openFolder(dir), dtype, device);
+  WeightLoader loader(TensorStore::openFolder(dir), dtype, device, ctx);
   return std::make_unique<WanTransformer>(config, loader);
 }
 
@@ -201,21 +201,24 @@ void WanTransformer::to(at::Device device) {
   placement_ = WeightPlacement::Resident;
 }
 
-void WanTransformer::keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads) {
+void WanTransformer::keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads, const RunContext* ctx) {
   onDevice_.reset();
   if (placement_ == WeightPlacement::Resident) {
     // Pinned host memory makes the uploads asynchronous DMA copies; on the CPU the weights stay as
     // they are (mapped from the checkpoint when the dtype matches).
     // (The arena copies from wherever a weight is, the device included: one copy, no pageable hop.)
     HostArena arena(/*pin=*/device.is_cuda());
-    forEachWeight([&](at::Tensor& t) { t = device.is_cuda() ? arena.copy(t) : t.to(at::kCPU); });
+    forEachWeight([&](at::Tensor& t) {
+      if (ctx) ctx->checkCancelled();
+      t = device.is_cuda() ? arena.copy(t) : t.to(at::kCPU);
+    });
   }
   device_ = device;
   uploader_ = uploads ? std::move(uploads) : std::make_shared<UploadStream>(device);
 }
 
-void WanTransformer::offload(at::Device device, std::shared_ptr<UploadStream> uploads) {
-  keepOnHost(device, std::move(uploads));
+void WanTransformer::offload(at::Device device, std::shared_ptr<UploadStream> uploads, const RunContext* ctx) {
+  keepOnHost(device, std::move(uploads), ctx);
   placement_ = WeightPlacement::Offloaded;
 }
 
@@ -240,8 +243,8 @@ void WanTransformer::release() {
   onDevice_.reset();
 }
 
-void WanTransformer::streamBlocks(at::Device device, std::shared_ptr<UploadStream> uploads) {
-  keepOnHost(device, std::move(uploads));
+void WanTransformer::streamBlocks(at::Device device, std::shared_ptr<UploadStream> uploads, const RunContext* ctx) {
+  keepOnHost(device, std::move(uploads), ctx);
   placement_ = WeightPlacement::Streamed;
   onDevice_ = uploadOuter();
 }

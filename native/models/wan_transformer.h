@@ -66,8 +66,9 @@ enum class WeightPlacement {
 
 class WanTransformer {
  public:
-  // Loads `dir` (config.json + safetensors, sharded or not) in `dtype` onto `device`.
-  static std::unique_ptr<WanTransformer> load(const std::string& dir, at::ScalarType dtype, at::Device device);
+  // Loads `dir` (config.json + safetensors, sharded or not) in `dtype` onto `device`. `ctx` (may
+  // be null) is checked for cancellation before each tensor.
+  static std::unique_ptr<WanTransformer> load(const std::string& dir, at::ScalarType dtype, at::Device device, const RunContext* ctx = nullptr);
   // Reads every weight from `weights` (shape-checked) and calls weights.finish().
   WanTransformer(const TransformerConfig& config, WeightSource& weights);
 
@@ -94,7 +95,9 @@ class WanTransformer {
   // A forward() without upload() streams the blocks like Streamed. `uploads` (uploading to `device`;
   // a new one when null): models that take turns on a device share one, because the caching
   // allocator reuses a dropped upload's memory only for later allocations on the same stream.
-  void offload(at::Device device, std::shared_ptr<UploadStream> uploads = nullptr);
+  // `ctx` (may be null): checked before each weight's host copy (minutes for an A14B expert); an
+  // aborted model is left half-moved and must be discarded.
+  void offload(at::Device device, std::shared_ptr<UploadStream> uploads = nullptr, const RunContext* ctx = nullptr);
   // Offloaded: starts copying every weight to the device on a side stream and returns; forward()
   // waits block by block, so the first forward overlaps the rest of the upload. No-op otherwise.
   void upload();
@@ -102,8 +105,8 @@ class WanTransformer {
   void release();
   // Streamed: blocks in (pinned) host memory visit `device` one at a time during forward(), the
   // next one prefetched on a side stream while the current one runs; the outer layers stay there.
-  // At most three blocks are on the device at once. `uploads`: as for offload().
-  void streamBlocks(at::Device device, std::shared_ptr<UploadStream> uploads = nullptr);
+  // At most three blocks are on the device at once. `uploads` and `ctx`: as for offload().
+  void streamBlocks(at::Device device, std::shared_ptr<UploadStream> uploads = nullptr, const RunContext* ctx = nullptr);
   WeightPlacement placement() const { return placement_; }
   // Bytes of weights held on the compute device between forwards (Resident: all; Offloaded: all
   // after upload(), none after release(); Streamed: the outer layers).
@@ -126,7 +129,7 @@ class WanTransformer {
   static void forEachOuterWeight(WanOuterWeights& o, const std::function<void(at::Tensor&)>& fn);
   static void forEachBlockWeight(WanBlockWeights& b, const std::function<void(at::Tensor&)>& fn);
   // Moves every weight to host memory (packed and pinned for a GPU) and computes on `device`.
-  void keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads);
+  void keepOnHost(at::Device device, std::shared_ptr<UploadStream> uploads, const RunContext* ctx);
   at::Tensor attention(const WanAttentionWeights& w, const at::Tensor& x, const at::Tensor& context,
                        const at::Tensor* rope, std::string* backend = nullptr, const RunContext* ctx = nullptr) const;
   // forward() of one pass per context, the passes interleaved block by block (see forwardEach).

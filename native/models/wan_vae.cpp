@@ -140,9 +140,9 @@ int64_t freeDeviceBytes(at::Device device) {
   return int64_t(1) << 62;  // unknown: assume it fits
 }
 
-std::unique_ptr<WanVae> WanVae::load(const std::string& dir, at::ScalarType dtype, at::Device device) {
+std::unique_ptr<WanVae> WanVae::load(const std::string& dir, at::ScalarType dtype, at::Device device, const RunContext* ctx) {
   VaeConfig config = readVaeConfig(dir + "/config.json");
-  WeightLoader weights(TensorStore::openFolder(dir), dtype, device);
+  WeightLoader weights(TensorStore::openFolder(dir), dtype, device, ctx);
   auto vae = std::make_unique<WanVae>(config, weights);
   weights.finish();
   return vae;

@@ -36,8 +36,9 @@ struct VaeEncoding {
 
 class WanVae {
  public:
-  // `dir` holds config.json and the safetensors (one file or sharded).
-  static std::unique_ptr<WanVae> load(const std::string& dir, at::ScalarType dtype, at::Device device);
+  // `dir` holds config.json and the safetensors (one file or sharded). `ctx` (may be null) is
+  // checked for cancellation before each tensor.
+  static std::unique_ptr<WanVae> load(const std::string& dir, at::ScalarType dtype, at::Device device, const RunContext* ctx = nullptr);
   // Any weight source, e.g. RandomWeights at a real config for memory measurements.
   WanVae(const VaeConfig& config, WeightSource& weights);
 

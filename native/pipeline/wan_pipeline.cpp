@@ -168,20 +168,20 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   const at::Device home = options.offload == "none" ? options.device : at::Device(at::kCPU);
   const auto uploads = options.offload == "none" ? nullptr : std::make_shared<UploadStream>(options.device);
   auto place = [&](WanTransformer& expert) {
-    if (options.offload == "model") expert.offload(options.device, uploads);
-    if (options.offload == "sequential") expert.streamBlocks(options.device, uploads);
+    if (options.offload == "model") expert.offload(options.device, uploads, &ctx);
+    if (options.offload == "sequential") expert.streamBlocks(options.device, uploads, &ctx);
   };
   ctx.checkCancelled();
-  p->textEncoder_ = builders.textEncoder((root / "text_encoder").string(), options.dtype, at::kCPU);
+  p->textEncoder_ = builders.textEncoder((root / "text_encoder").string(), options.dtype, at::kCPU, &ctx);
   loaded("text_encoder");
   ctx.checkCancelled();
-  auto high = builders.transformer((root / "transformer").string(), options.dtype, home);
+  auto high = builders.transformer((root / "transformer").string(), options.dtype, home, &ctx);
   place(*high);
   loaded("transformer");
   std::unique_ptr<WanTransformer> low;
   if (p->index_.hasTransformer2) {
     ctx.checkCancelled();
-    low = builders.transformer((root / "transformer_2").string(), options.dtype, home);
+    low = builders.transformer((root / "transformer_2").string(), options.dtype, home, &ctx);
     place(*low);
     loaded("transformer_2");
   }
@@ -189,7 +189,7 @@ std::unique_ptr<WanPipeline> WanPipeline::load(const std::string& dir, const Pip
   ctx.checkCancelled();
   // The VAE (0.5 GB Wan2.1, 2.8 GB Wan2.2 in float32): with offload, in host memory too, visiting
   // the device to encode the conditioning image and to decode.
-  p->vae_ = builders.vae((root / "vae").string(), options.vaeDtype, home);
+  p->vae_ = builders.vae((root / "vae").string(), options.vaeDtype, home, &ctx);
   loaded("vae");
 
   const TransformerConfig& tc = p->transformerConfig();

@@ -85,10 +85,11 @@ struct GenerateResult {
 // vae/): by default from the checkpoint there. wan_bench --pipeline builds them with random weights
 // at the real sizes instead, to measure a whole generation's time and peak memory without a
 // checkpoint.
+// The RunContext is the load's: checked for cancellation before each tensor.
 struct ComponentBuilders {
-  std::function<std::unique_ptr<Umt5Encoder>(const std::string& dir, at::ScalarType, at::Device)> textEncoder;
-  std::function<std::unique_ptr<WanTransformer>(const std::string& dir, at::ScalarType, at::Device)> transformer;
-  std::function<std::unique_ptr<WanVae>(const std::string& dir, at::ScalarType, at::Device)> vae;
+  std::function<std::unique_ptr<Umt5Encoder>(const std::string& dir, at::ScalarType, at::Device, const RunContext*)> textEncoder;
+  std::function<std::unique_ptr<WanTransformer>(const std::string& dir, at::ScalarType, at::Device, const RunContext*)> transformer;
+  std::function<std::unique_ptr<WanVae>(const std::string& dir, at::ScalarType, at::Device, const RunContext*)> vae;
   static ComponentBuilders fromCheckpoints();
 };
 

@@ -2,6 +2,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include "charsmap_check.h"
 #include "core/errors.h"
 #include "core/file_read.h"
 
@@ -22,6 +23,8 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::load(const std::
   auto status = tokenizer->processor_->LoadFromSerializedProto(bytes);
   if (!status.ok()) throwBadCheckpoint("tokenizer model " + path + " is not a valid SentencePiece model: " + status.ToString());
   if (tokenizer->processor_->GetPieceSize() <= 0) throwBadCheckpoint("tokenizer model " + path + " has an empty vocabulary");
+  // The library loaded the normalizer's tables without checking them; it reads them at encode.
+  checkPrecompiledCharsmaps(bytes, path);
   return tokenizer;
 }
 

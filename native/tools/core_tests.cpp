@@ -1,7 +1,7 @@
 // C++ tests of native/core that JS cannot see: a float32 CPU weight loaded through WeightLoader is a
 // view of the file's mapping (no copy), the view keeps the mapping alive, and writing to it changes
-// neither the file nor another open of it (private copy-on-write mapping); and the attention
-// fallback and the VAE decoder stop between blocks when cancelled.
+// neither the file nor another open of it (private copy-on-write mapping); and loading stops
+// between tensors, the attention fallback and the VAE decoder between blocks, when cancelled.
 // Run by test/safetensors-zero-copy.test.ts; prints one line per check and exits non-zero on failure.
 #include <ATen/ATen.h>
 
@@ -20,6 +20,7 @@
 #include "core/safetensors.h"
 #include "core/tensor_io.h"
 #include "models/attention.h"
+#include "models/wan_vae.h"
 #include "models/wan_vae_blocks.h"
 
 namespace {
@@ -100,6 +101,37 @@ int main(int argc, char** argv) {
 
   // describeTensors only opens folders it has checked; the store checks again for C++ callers.
   expectBad([&] { wan::TensorStore::openFolder(path + ".missing-folder"); }, "missing-folder is not a folder", "opening a missing folder");
+  // Loading checks for cancellation before each tensor: an A14B expert's dtype conversion or pinned
+  // copy takes minutes, and an abort must land within one tensor, not after the component.
+  {
+    std::atomic<bool> cancel{false};
+    const wan::RunContext ctx({}, &cancel);
+    wan::WeightLoader loader(wan::TensorStore::openFile(path), at::kFloat, at::Device(at::kCPU), &ctx);
+    loader.get("w", {2, 3});
+    cancel = true;
+    bool aborted = false;
+    try {
+      loader.get("b", {2});
+    } catch (const wan::WanError& e) {
+      aborted = e.code() == wan::ErrorCode::Aborted;
+    }
+    check(aborted, "WeightLoader cancelled after one tensor throws ERR_WAN_ABORTED at the next");
+  }
+  if (argc > 2) {
+    // A component load hands its context to the loader (argv[2]: the tiny model's VAE config.json).
+    std::string vaeDir = argv[2];
+    vaeDir = vaeDir.substr(0, vaeDir.find_last_of('/'));
+    std::atomic<bool> cancel{true};
+    const wan::RunContext ctx({}, &cancel);
+    bool aborted = false;
+    try {
+      wan::WanVae::load(vaeDir, at::kFloat, at::Device(at::kCPU), &ctx);
+    } catch (const wan::WanError& e) {
+      aborted = e.code() == wan::ErrorCode::Aborted;
+    }
+    check(aborted, "WanVae::load with a cancelled context throws ERR_WAN_ABORTED");
+  }
+
   // The attention fallback (libtorch 1.x) checks for cancellation between query blocks: a large
   // grid spends minutes in one call on a CPU, and an abort must land within a block.
   {

@@ -222,19 +222,19 @@ JsonObject runPipeline(const BenchModel& m, const std::string& indexDir, at::Dev
   PipelineOptions options;
   options.device = device, options.dtype = dtype, options.vaeDtype = vaeDtype, options.offload = offload;
   ComponentBuilders builders;
-  builders.textEncoder = [&](const std::string&, at::ScalarType type, at::Device where) {
+  builders.textEncoder = [&](const std::string&, at::ScalarType type, at::Device where, const RunContext*) {
     TextEncoderConfig text = m.text;
     text.numLayers = 1, text.vocabSize = 256;
     RandomWeights weights(1234, type, where);
     return std::make_unique<Umt5Encoder>(text, weights);
   };
-  builders.transformer = [&](const std::string&, at::ScalarType type, at::Device) {
+  builders.transformer = [&](const std::string&, at::ScalarType type, at::Device, const RunContext*) {
     // Drawn on the compute device (seconds, not CPU minutes) and left there even when the pipeline
     // keeps experts in host memory: its offload placement then copies each weight into the pinned
     // arena straight from the device, without a pageable host copy of the whole expert first.
     return std::make_unique<WanTransformer>(m.dit, *randomWeights(type, device));
   };
-  builders.vae = [&](const std::string&, at::ScalarType type, at::Device where) {
+  builders.vae = [&](const std::string&, at::ScalarType type, at::Device where, const RunContext*) {
     return std::make_unique<WanVae>(m.vae, *randomWeights(type, where));
   };
 
