@@ -51,7 +51,8 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
       }
     }
     // VAE decode of the 16x3x16x16 latents: whole frames (fits easily) and 64 px tiles; no FLOPs counted.
-    expect(r.vae_decode).toMatchObject({ vae: 'tiny', dtype: 'float32', latent_frames: 3, latent_height: 16, latent_width: 16, counted: 'untiled', tiled_splits_frames: true });
+    // Warmed up on the first 2 latent frames (every convolution shape), then one whole decode timed.
+    expect(r.vae_decode).toMatchObject({ vae: 'tiny', dtype: 'float32', latent_frames: 3, latent_height: 16, latent_width: 16, counted: 'untiled', tiled_splits_frames: true, warmup_latent_frames: 2 });
     for (const k of ['seconds_min', 'peak_bytes', 'weight_bytes', 'free_bytes']) expect(positiveFinite(r.vae_decode[k]), k).toBe(true);
     for (const v of [r.vae_decode.untiled, r.vae_decode.tiled]) {
       for (const k of ['seconds', 'seconds_min', 'peak_bytes', 'estimate_bytes']) expect(positiveFinite(v[k]), k).toBe(true);
@@ -104,8 +105,25 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
       expect(Object.keys(byBackend).sort()).toEqual(['cudnn_attention', 'efficient_attention', 'flash_attention']);
       // null: that backend does not take this input (e.g. cuDNN on the CPU); a number: it ran.
       for (const v of Object.values(byBackend)) expect(v === null || positiveFinite(v)).toBe(true);
+      // Each backend's output is checked: the first that ran is the others' reference, and every one
+      // is compared with the float32 fallback on the sequence's first and last query rows.
+      const agree = r.attention_agreement_at_dit_shape;
+      expect(agree.reference).toBe(Object.keys(byBackend).find((k) => byBackend[k] !== null));
+      expect(Object.keys(agree.vs_float32)).toContain(agree.reference);
+      expect(agree.vs_reference[agree.reference]).toBeUndefined();
+      for (const [name, a] of Object.entries<any>({ ...agree.vs_reference, ...agree.vs_float32 })) {
+        expect(byBackend[name], name).not.toBeNull();
+        expect(a.finite).toBe(true);
+        expect(a.cosine).toBeGreaterThan(0.99999);
+        expect(a.max_rel).toBeLessThan(1e-3);
+      }
+      // --sdpa-order: the step's output against the same step in libtorch's default order (on the
+      // CPU libtorch runs the same kernel in any order: identical).
+      expect(r.dit_step_vs_default_order).toMatchObject({ finite: true, cosine: 1, max_rel: 0 });
     } else {
       expect(byBackend).toEqual({}); // libtorch < 2.6 has no order to set (1.13: no SDPA at all)
+      expect(r.attention_agreement_at_dit_shape).toBeUndefined();
+      expect(r.dit_step_vs_default_order).toBeUndefined();
       expect(r.rates.attention_backend).toBe('chunked_fallback');
     }
 
@@ -337,8 +355,10 @@ describe('bench/device/run.sh (the device call script) on stand-in binaries', ()
     expect(p.stdout).toMatch(/out of call time: stopped after \d+ s: wan_bench/);
     expect(p.stdout).toMatch(/out of call time: not started: wan_bench/); // offload's second mode
     expect(p.stdout).toMatch(/phase bench-sdpa skipped/);
-    // The stopped command's line came back, without the script's own log lines mixed in.
-    const lines = readFileSync(path.join(work, 'out', 'offload.jsonl'), 'utf8').trim().split('\n');
+    // The stopped command's line came back (packed in $OUT/results.tar.gz: the device tool brings back
+    // at most 8 files), without the script's own log lines mixed in.
+    const packed = execFileSync('tar', ['-xzOf', path.join(work, 'out', 'results.tar.gz'), './offload.jsonl'], { encoding: 'utf8' });
+    const lines = packed.trim().split('\n');
     expect(lines.map((l) => JSON.parse(l))).toEqual([offloadRow]);
     expect(readFileSync(path.join(work, 'out', 'summary.md'), 'utf8')).toContain('| small 64x64x5 | model | 1 s | 2 s |');
   });

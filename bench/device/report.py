@@ -41,6 +41,19 @@ def gib(v):
     return "-" if not v else f"{v / 2**30:.1f} GiB"
 
 
+# A backend (or an order of them) becomes the default only if its output agrees (bench/device/README.md).
+AGREE_COSINE = 0.999
+
+
+def agreement(a):
+    """'cos 0.9999987, max rel 2.1e-03' and, below AGREE_COSINE or non-finite, DISAGREES."""
+    if not a:
+        return "-"
+    cos = a.get("cosine")
+    bad = cos is None or cos < AGREE_COSINE or not a.get("finite", True)
+    return f"cos {fmt(cos, '.7f')}, max rel {fmt(a.get('max_rel'), '.2e')}{' DISAGREES' if bad else ''}"
+
+
 def fused_note(o):
     # Only where a CUDA build could have them: a CPU build never does.
     if o.get("device", "cpu").startswith("cpu") or "fused_kernels" not in o:
@@ -100,9 +113,15 @@ def main():
                          f" {fmt(speedup, '.2f')}x | {fmt(ours_c.get('tflops'), '.3g')} | {fmt(ours_c.get('fraction_of_floor') or None, '.2f')} |"
                          f" {gib(ours_c.get('peak_bytes'))} | {gib(ref_c.get('peak_bytes'))} |")
         if order != "default":
+            vs = o.get("dit_step_vs_default_order")
+            if vs:  # the step in this order against the same step in libtorch's default order
+                bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | dit_step output, order {order} vs default"
+                             f" ({vs.get('default_priority', '-')}) | {agreement(vs)} | | | | | | |")
             continue  # a partial run (the DiT step only): no end-to-end or rates rows
         e2e_ref = ref.get("end_to_end_seconds")
-        bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | end to end ({o['steps']} steps) | {fmt(o.get('end_to_end_seconds'), '.4g')} s |"
+        # A pair run without the decode (a size whose VAE another pair times): say so.
+        no_decode = "" if o.get("vae_decode") else ", no decode"
+        bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | end to end ({o['steps']} steps{no_decode}) | {fmt(o.get('end_to_end_seconds'), '.4g')} s |"
                      f" {fmt(e2e_ref, '.4g')} s | | | | | |")
         rates = o.get("rates") or {}
         bench.append(f"| {o['model']} | rates | matmul {fmt(rates.get('matmul_tflops'), '.3g')} TFLOP/s | attention {fmt(rates.get('attention_tflops'), '.3g')} TFLOP/s"
@@ -113,6 +132,12 @@ def main():
         if by_backend:
             each = ", ".join(f"{name} {fmt(v, '.3g')}" if v is not None else f"{name} does not take it" for name, v in by_backend.items())
             bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | self-attention TFLOP/s per SDPA backend | {each} | | | | | | |")
+        agree = o.get("attention_agreement_at_dit_shape") or {}
+        if agree:
+            vs_ref = "; ".join(f"{name} {agreement(a)}" for name, a in (agree.get("vs_reference") or {}).items()) or "no other backend ran"
+            vs_f32 = "; ".join(f"{name} {agreement(a)}" for name, a in (agree.get("vs_float32") or {}).items()) or "-"
+            bench.append(f"| {o['model']} {o['width']}x{o['height']}x{o['frames']} | self-attention output per SDPA backend |"
+                         f" vs {agree.get('reference', '-')}: {vs_ref} | vs float32 ({agree.get('float32_rows', '-')} query rows): {vs_f32} | | | | | |")
 
     offload = []
     for o in latest(os.path.join(out, "offload.jsonl"), lambda o: (*size_of(o), (o.get("dit_step_offload") or {}).get("offload"))):

@@ -8,6 +8,7 @@
 #
 # One device call runs at most 600 s: split as in bench/device/README.md, e.g.
 #   call 1: bench/device/run.sh build addon fixtures kernel parity report
+#           (then, in the session: cp <files_at>/bin/* .device/bin/, see "A fresh machine" below)
 #   call 2: bench/device/run.sh bench-a14b bench-ti2v report
 #   call 3: bench/device/run.sh bench-sdpa offload report
 #   call 4: bench/device/run.sh pipeline report
@@ -15,13 +16,25 @@
 # Environment: OUT (default build-device/out), PYTHON (python3), WAN_DEVICE (cuda; cpu = dry run at
 # the small configs against whatever torch PYTHON has), DIFFUSERS_SRC (a diffusers src/ folder;
 # default: unpacked from .device/diffusers.tar.gz), JOBS (build parallelism, default nproc),
-# BUILD_TARGETS (default: all; scripts/simulate-cuda-build.sh builds only the static libraries),
-# WAN_DEVICE_WORK (default build-device/), CALL_BUDGET_S (default 570: the seconds this call may
-# take; set it below the call's limit_s when the session has less device time left than 600 s).
+# BUILD_TARGETS (default: what the device phases run: wan_bench, wan_run and, with .device/napi, the
+# addon wan_video; `all` builds every target, the tests and the tokenizer addon too;
+# scripts/simulate-cuda-build.sh builds only the static libraries), WAN_DEVICE_WORK (default
+# build-device/), CALL_BUDGET_S (default 570: the seconds this call may take; set it below the
+# call's limit_s when the session has less device time left than 600 s), PARITY_FULL_NEED_GB (35 on
+# cuda: the scratch space parity-full wants, see phase_parity-full), PARITY_FULL_SHM (/dev/shm).
 #
-# A device call is cut off at its limit and only what is under $OUT by then comes back. So results
-# are copied to $OUT after every phase, no phase starts once the budget is spent, every long command
-# runs under `timeout` with what is left of it, and `report` keeps REPORT_RESERVE_S (25) for itself.
+# A device call is cut off at its limit and only what is under $OUT by then comes back, at most 8
+# files. So the results are packed into $OUT/results.tar.gz (with summary.md and env.txt beside it)
+# after every phase, no phase starts once the budget is spent, every long command runs under
+# `timeout` with what is left of it, and `report` keeps REPORT_RESERVE_S (25) for itself.
+#
+# A fresh machine (the last call's went idle and was given back) has no build-device/. `build` puts
+# the binaries it built in $OUT/bin (wan_bench, wan_run, wan_video.node and source.sha256, the
+# sources they were built from); the session copies them into .device/bin/, which travels with
+# carry [".device"], and a later call whose phases find no build uses those instead of building
+# again, when they were built from the same sources and ldd finds every library they need (the
+# rpaths point into the machine's pip torch, the same on every machine of the image); else it builds
+# what its phases need.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -42,7 +55,14 @@ REPORT_RESERVE_S="${REPORT_RESERVE_S:-25}"
 exec 3>&1
 log() { echo "[run.sh $(date +%H:%M:%S)] $*" >&3; }
 fail() { log "FAILED: $*"; finish; exit 1; }
-finish() { cp -r "$RESULTS"/. "$OUT"/ 2>/dev/null || true; }
+# The results so far into $OUT: one archive (the device tool brings back at most 8 files), and the
+# table and the environment beside it; $OUT/bin (the binaries of `build`) is left as it is.
+finish() {
+  tar -czf "$OUT/results.tar.gz.part" -C "$RESULTS" . 2>/dev/null && mv -f "$OUT/results.tar.gz.part" "$OUT/results.tar.gz"
+  local f
+  for f in summary.md env.txt; do [[ -f "$RESULTS/$f" ]] && cp -f "$RESULTS/$f" "$OUT/"; done
+  return 0
+}
 
 # Seconds of the call budget left for the phases (report's reserve kept back).
 seconds_left() { echo $((CALL_BUDGET_S - REPORT_RESERVE_S - SECONDS)); }
@@ -84,6 +104,104 @@ else
   DTYPE=bfloat16
 fi
 
+# The CUDA toolkit: /usr/local/cuda when it has nvcc, else the folder above nvcc's real path. Sets
+# NVCC_REAL (empty without one) and exports CUDAToolkit_ROOT and CUDA_HOME.
+find_toolkit() {
+  NVCC_REAL=""
+  if [[ -x /usr/local/cuda/bin/nvcc ]]; then NVCC_REAL=/usr/local/cuda/bin/nvcc
+  elif command -v nvcc >/dev/null; then NVCC_REAL="$(readlink -f "$(command -v nvcc)")"; fi
+  [[ -n "$NVCC_REAL" ]] || return 0
+  local toolkit; toolkit="$(dirname "$(dirname "$NVCC_REAL")")"
+  export CUDAToolkit_ROOT="${CUDAToolkit_ROOT:-$toolkit}" CUDA_HOME="${CUDA_HOME:-$toolkit}"
+}
+
+# torch's cmake links CUDA::cublas, cufft, ... from the toolkit; where the toolkit lacks one (a
+# compiler-only install), link the copy in the pip torch's nvidia/ wheels. Those ship only versioned
+# files (libnvrtc.so.13): CMake turns such a path into "-lnvrtc", which finds nothing (seen in a
+# simulated CUDA build), so link through a folder of our own, $WORK/cuda-libs, with the plain name
+# and the versioned one (the executables' run path names that folder: binaries carried to a fresh
+# machine need it made again, see use_carried_bins). Prints the names linked there.
+cuda_lib_links() {
+  local nvidia; nvidia="$("$PYTHON" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)/nvidia"
+  local links="$WORK/cuda-libs" lib found
+  rm -rf "$links" && mkdir -p "$links"
+  for lib in cublas cublasLt curand cufft cusparse cusolver nvrtc nvJitLink cupti cufile; do
+    compgen -G "${CUDAToolkit_ROOT:-/nonexistent}/lib64/lib$lib.so*" >/dev/null && continue
+    found="$(find "$nvidia" -name "lib$lib.so.*" 2>/dev/null | sort | head -1)"
+    [[ -n "$found" ]] || continue
+    ln -sf "$found" "$links/lib$lib.so" && ln -sf "$found" "$links/$(basename "$found")" && echo "$lib"
+  done
+}
+
+# The binaries the device phases run, as CMake targets and as files in $BIN.
+DEVICE_BINS=(wan_bench wan_run wan_video.node)
+target_of() { echo "${1%.node}"; }
+# What a phase needs from the build (build and report: nothing).
+needs_of() {
+  case "$1" in
+    addon|fixtures) echo wan_video.node ;;
+    kernel|parity|parity-full) echo wan_run ;;
+    bench-ti2v|bench-a14b|bench-sdpa|offload|pipeline) echo wan_bench ;;
+  esac
+}
+
+# What the binaries were built from: the native sources and build files, the torch they link and
+# the device kind. Binaries carried from another call are used only when this matches.
+source_id() {
+  {
+    (cd "$ROOT" && find native cmake CMakeLists.txt -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum)
+    "$PYTHON" -c 'import torch; print(torch.__version__)' 2>/dev/null
+    echo "$DEVICE"
+  } | sha256sum | cut -c1-32
+}
+
+# After a build: the device binaries it left in $BIN, into $OUT/bin with the sources' id (copy them
+# into .device/bin/ for the next calls).
+export_bins() {
+  local f n=0
+  rm -rf "$OUT/bin"
+  for f in "${DEVICE_BINS[@]}"; do
+    [[ -f "$BIN/$f" ]] && mkdir -p "$OUT/bin" && cp -f "$BIN/$f" "$OUT/bin/$f" && n=$((n + 1))
+  done
+  ((n)) || return 0
+  source_id >"$OUT/bin/source.sha256"
+  log "build: $n binaries in \$OUT/bin ($(cd "$OUT/bin" && echo *)): copy them into .device/bin/ so that a call on a fresh machine need not build"
+}
+
+# A call on a fresh machine: the binaries carried in .device/bin (from an earlier call's $OUT/bin)
+# that this call needs ($@), into $BIN, when they were built from these sources and every library
+# they link resolves here. Returns 1 when something needed is still missing (then: build it).
+use_carried_bins() {
+  local carried="$ROOT/.device/bin" f missing=()
+  for f in "$@"; do [[ -x "$BIN/$f" ]] || missing+=("$f"); done
+  ((${#missing[@]})) || return 0
+  [[ -d "$carried" ]] || return 1
+  local id; id="$(source_id)"
+  if [[ "$(cat "$carried/source.sha256" 2>/dev/null)" != "$id" ]]; then
+    log "carried binaries: .device/bin was built from other sources (or another torch): not used"
+    return 1
+  fi
+  if [[ "$DEVICE" != cpu ]]; then  # the build's cuda-libs/ links, made the same way (their run path)
+    find_toolkit
+    [[ -n "$NVCC_REAL" ]] && cuda_lib_links >/dev/null
+  fi
+  mkdir -p "$BIN"
+  local still=()
+  for f in "${missing[@]}"; do
+    if [[ ! -f "$carried/$f" ]]; then still+=("$f"); continue; fi
+    cp -f "$carried/$f" "$BIN/$f" && chmod 755 "$BIN/$f"  # the files from files_at are read-only
+    local unresolved; unresolved="$(ldd "$BIN/$f" 2>&1 | grep -E "not found|not a dynamic" || true)"
+    if [[ -n "$unresolved" ]]; then
+      log "carried binaries: $f: $(echo "$unresolved" | tr -s ' \t\n' ' ')- not used"
+      rm -f "$BIN/$f"
+      still+=("$f")
+    else
+      log "carried binaries: using .device/bin/$f (ldd: every library found)"
+    fi
+  done
+  ((${#still[@]} == 0))
+}
+
 phase_build() {
   local napi=() addon=OFF
   if [[ -d "$ROOT/.device/napi/node-api-headers/include" ]]; then
@@ -95,28 +213,12 @@ phase_build() {
   if [[ "$DEVICE" != cpu ]]; then
     # Hopper only here (one arch builds fastest); CMakeLists.txt defaults to 80;89;90.
     cuda=(-DCMAKE_CUDA_ARCHITECTURES=90-real -DTORCH_CUDA_ARCH_LIST=9.0)
-    # The toolkit: /usr/local/cuda when it has nvcc, else the folder above nvcc's real path.
-    local nvcc_real=""
-    if [[ -x /usr/local/cuda/bin/nvcc ]]; then nvcc_real=/usr/local/cuda/bin/nvcc
-    elif command -v nvcc >/dev/null; then nvcc_real="$(readlink -f "$(command -v nvcc)")"; fi
-    if [[ -n "$nvcc_real" ]]; then
-      local toolkit; toolkit="$(dirname "$(dirname "$nvcc_real")")"
-      export CUDAToolkit_ROOT="${CUDAToolkit_ROOT:-$toolkit}" CUDA_HOME="${CUDA_HOME:-$toolkit}"
-      cuda+=(-DCMAKE_CUDA_COMPILER="$nvcc_real" -DCUDA_TOOLKIT_ROOT_DIR="$CUDAToolkit_ROOT")
-      # torch's cmake links CUDA::cublas, cufft, ... from the toolkit; where the toolkit lacks one
-      # (a compiler-only install), point it at the copy in the pip torch's nvidia/ wheels. Those
-      # ship only versioned files (libnvrtc.so.13): CMake turns such a path into "-lnvrtc", which
-      # finds nothing (seen in a simulated CUDA build), so link through a folder of our own with
-      # the plain name and the versioned one (the executables' run path names that folder).
-      local nvidia; nvidia="$("$PYTHON" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)/nvidia"
-      local links="$WORK/cuda-libs" lib found
-      rm -rf "$links" && mkdir -p "$links"
-      for lib in cublas cublasLt curand cufft cusparse cusolver nvrtc nvJitLink cupti cufile; do
-        compgen -G "$CUDAToolkit_ROOT/lib64/lib$lib.so*" >/dev/null && continue
-        found="$(find "$nvidia" -name "lib$lib.so.*" 2>/dev/null | sort | head -1)"
-        [[ -n "$found" ]] || continue
-        ln -sf "$found" "$links/lib$lib.so" && ln -sf "$found" "$links/$(basename "$found")"
-        cuda+=(-DCUDA_${lib}_LIBRARY="$links/lib$lib.so") && log "using $found for CUDA::$lib"
+    find_toolkit
+    if [[ -n "$NVCC_REAL" ]]; then
+      cuda+=(-DCMAKE_CUDA_COMPILER="$NVCC_REAL" -DCUDA_TOOLKIT_ROOT_DIR="$CUDAToolkit_ROOT")
+      local lib
+      for lib in $(cuda_lib_links); do
+        cuda+=(-DCUDA_${lib}_LIBRARY="$WORK/cuda-libs/lib$lib.so") && log "using $(readlink "$WORK/cuda-libs/lib$lib.so") for CUDA::$lib"
       done
     fi
   fi
@@ -127,9 +229,12 @@ phase_build() {
   if [[ "$DEVICE" != cpu ]] && ! grep -q "CUDA path ON" "$RESULTS/build.log"; then
     tail -20 "$RESULTS/build.log"; fail "libtorch without CUDA (is the pip torch a +cu build?)"
   fi
-  log "build -j$JOBS"
-  local targets=()
-  [[ -n "${BUILD_TARGETS:-}" ]] && targets=(--target $BUILD_TARGETS)
+  # Only what the device phases run (the tests and the tokenizer addon cost minutes of a 600 s
+  # call and no phase runs them); BUILD_TARGETS=all builds everything.
+  local targets=() wanted="${BUILD_TARGETS:-wan_bench wan_run}"
+  [[ -z "${BUILD_TARGETS:-}" && $addon == ON ]] && wanted+=" wan_video"
+  [[ "$wanted" != all ]] && targets=(--target $wanted)
+  log "build -j$JOBS (${wanted})"
   # No stale addon from an earlier build may stand in for one that failed now (relinking is cheap).
   rm -f "$BIN/wan_video.node"
   # Keep going past a failed target: an addon that does not compile must not cost the benchmarks
@@ -138,11 +243,22 @@ phase_build() {
   [[ ${#gen[@]} -gt 0 ]] && keep_going=(-k 0)
   if ! bounded cmake --build "$WORK/build" -j "$JOBS" "${targets[@]}" -- "${keep_going[@]}" >>"$RESULTS/build.log" 2>&1; then
     grep -E "error" "$RESULTS/build.log" | head -30
-    # The tools again on their own: a no-op when they are up to date, else their own error.
-    [[ -z "${BUILD_TARGETS:-}" ]] && bounded cmake --build "$WORK/build" -j "$JOBS" --target wan_bench wan_run >>"$RESULTS/build.log" 2>&1 || fail "build"
-    log "build: some targets FAILED (build.log); wan_bench and wan_run are built, the phases that need the rest say so"
+    # Only the device binaries were asked for: the tools asked for again on their own (a no-op when
+    # they are up to date, else their own error); a failed addon then only costs the phases that
+    # load it. Other targets (scripts/simulate-cuda-build.sh's) must all build.
+    local t tools=() others=()
+    for t in $wanted; do
+      case "$t" in all|wan_bench|wan_run) tools+=("$t") ;; wan_video) ;; *) others+=("$t") ;; esac
+    done
+    [[ " ${tools[*]} " == *" all "* ]] && tools=(wan_bench wan_run)
+    ((${#others[@]} == 0)) || fail "build"
+    if ((${#tools[@]})); then
+      bounded cmake --build "$WORK/build" -j "$JOBS" --target "${tools[@]}" >>"$RESULTS/build.log" 2>&1 || fail "build"
+    fi
+    log "build: some targets FAILED (build.log); ${tools[*]:-no tool was asked for} built, the phases that need the rest say so"
   fi
   ls -la "$BIN" | grep -E "wan_(bench|run)|\.node" || true
+  export_bins
 }
 
 # The addon built against the CUDA libtorch, loaded by the carried node: runtimeInfo() must see CUDA.
@@ -211,15 +327,58 @@ phase_parity() {
 # 832x480x81 (a 28.6 GB bf16 checkpoint; the float32 reference alone needs 57 GB of weights), 30
 # TI2V-5B blocks at 1280x704x121, all 24 umt5-xxl layers. Each side loads the saved checkpoint, so
 # the rows also carry our load time. Its own device call (~6-8 min); `parity` (2 blocks) comes first.
+#
+# Scratch space: the checkpoints are written to disk and read by both sides, one at a time (each is
+# deleted after its comparison): 28.6 GB for the A14B expert, ~10 GB for TI2V-5B, ~11 GB for
+# umt5-xxl. Where the work dir has less than PARITY_FULL_NEED_GB (35) free, the checkpoints go to
+# PARITY_FULL_SHM (/dev/shm: host memory, 128 GiB on the device) when it has that much room and the
+# host keeps enough memory beside it for the reference's copy of the weights (twice the need); else
+# fewer layers, as many as the free space holds. The choice is logged and kept in parity-full.txt.
+free_gb() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print int($4 / 1048576) }'; }
+mem_available_gb() { awk '/^MemAvailable:/ { print int($2 / 1048576) }' /proc/meminfo 2>/dev/null; }
+# Blocks that fit: layers_for FREE_GB BASE_GB GB_PER_LAYER MAX (at least 1, at most MAX).
+layers_for() { awk -v free="$1" -v base="$2" -v per="$3" -v max="$4" 'BEGIN { n = int((free - base) / per); if (n > max) n = max; if (n < 1) n = 1; print n }'; }
+
 phase_parity-full() {
-  local runs=() common=(--tool "$BIN/wan_run" --out "$RESULTS" --work "$WORK/parity-work" --vae none)
+  local need="${PARITY_FULL_NEED_GB:-35}" shm="${PARITY_FULL_SHM:-/dev/shm}" pwork="$WORK/parity-work" choice
+  [[ "$DEVICE" == cpu ]] && need="${PARITY_FULL_NEED_GB:-1}"
+  mkdir -p "$pwork"
+  local here; here="$(free_gb "$pwork")"; here=${here:-0}
+  local shm_free; shm_free="$(free_gb "$shm")"; shm_free=${shm_free:-0}
+  local mem; mem="$(mem_available_gb)"; mem=${mem:-0}
+  # What /dev/shm can take: its free space, and no more than half the host memory available (the
+  # reference reads the checkpoint into host memory beside it).
+  local shm_fit=$((shm_free < mem / 2 ? shm_free : mem / 2))
+  [[ -d "$shm" && -w "$shm" ]] || shm_fit=0
+  local avail=$here
+  if ((here >= need)); then
+    choice="work dir $pwork: $here GB free (need $need)"
+  elif ((shm_fit >= need)); then
+    pwork="$shm/wan-parity-work" avail=$shm_fit
+    choice="$shm ($shm_free GB free, $mem GB of host memory available): the work dir has $here GB free (need $need)"
+  else
+    ((shm_fit > here)) && pwork="$shm/wan-parity-work" avail=$shm_fit
+    choice="fewer layers in $pwork ($avail GB usable; work dir $here GB free, $shm $shm_free GB, host memory $mem GB; need $need)"
+  fi
+  rm -rf "$pwork" && mkdir -p "$pwork"
+  local runs=() common=(--tool "$BIN/wan_run" --out "$RESULTS" --work "$pwork" --vae none)
   if [[ "$DEVICE" == cpu ]]; then
     common+=(--device cpu --dtype float32)
-    runs=("--models small --layers 2 --umt5 small --text-layers 2")
+    local layers=2
+    ((avail < need)) && layers=$(layers_for "$avail" 0 0.001 2)
+    runs=("--models small --layers $layers --umt5 small --text-layers $layers")
   else
     common+=(--device cuda --dtype bfloat16)
-    runs=("--models a14b --layers 40 --size 832x480x81 --umt5 none" "--models ti2v5b --layers 30 --umt5 xxl --text-layers 24")
+    # GB: A14B block 0.715 (+1 for the rest and the inputs), TI2V-5B block 0.33 (+1), umt5-xxl layer
+    # 0.39 (+2.2: the 256k-token embedding); each run's checkpoint is deleted before the next is written.
+    local a14b=40 ti2v=30 text=24
+    if ((avail < need)); then
+      a14b=$(layers_for "$avail" 3 0.715 40) ti2v=$(layers_for "$avail" 3 0.33 30) text=$(layers_for "$avail" 4 0.39 24)
+    fi
+    runs=("--models a14b --layers $a14b --size 832x480x81 --umt5 none" "--models ti2v5b --layers $ti2v --umt5 xxl --text-layers $text")
   fi
+  log "parity-full scratch: $choice"
+  { echo "scratch: $choice"; printf 'run: %s\n' "${runs[@]}"; } >"$RESULTS/parity-full.txt"
   local r
   for r in "${runs[@]}"; do
     log "parity-full ($r) -> parity.jsonl"
@@ -227,17 +386,22 @@ phase_parity-full() {
     bounded "$PYTHON" "$ROOT/bench/device/parity.py" "${common[@]}" $r 2>>"$RESULTS/parity.stderr.log" | tee -a "$RESULTS/parity.log"
     [[ ${PIPESTATUS[0]} -eq 0 ]] || log "parity-full: FAIL ($r; see parity.stderr.log)"
   done
+  [[ "$pwork" == "$shm/"* ]] && rm -rf "$pwork"  # host memory back
+  return 0
 }
 
-# ours then the reference, one model and size: bench_pair MODEL WxHxF WARMUP ITERS
+# ours then the reference, one model and size: bench_pair MODEL WxHxF WARMUP ITERS [novae]
+# Both sides time one float32 VAE decode after warming up on the first 2 latent frames; `novae`
+# leaves the decode out on both (a size whose VAE another pair already times).
 bench_pair() {
-  local model=$1 size=$2 warmup=$3 iters=$4
+  local model=$1 size=$2 warmup=$3 iters=$4 ours_vae=() ref_vae=(--vae)
+  [[ "${5:-}" == novae ]] && ours_vae=(--skip vae) ref_vae=()
   local w=${size%%x*} rest=${size#*x}; local h=${rest%%x*} f=${rest#*x}
-  log "ours: $model $size -> ours.jsonl"
-  bounded "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --width "$w" --height "$h" --frames "$f" \
+  log "ours: $model $size${5:+ ($5)} -> ours.jsonl"
+  bounded "$BIN/wan_bench" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --width "$w" --height "$h" --frames "$f" "${ours_vae[@]}" \
     --warmup "$warmup" --iters "$iters" --json 2>>"$RESULTS/bench.stderr.log" | tee -a "$RESULTS/ours.jsonl" || log "ours: FAILED ($model $size)"
-  log "reference: $model $size -> reference.jsonl"
-  bounded "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" --vae \
+  log "reference: $model $size${5:+ ($5)} -> reference.jsonl"
+  bounded "$PYTHON" "$ROOT/bench/device/reference_bench.py" --model "$model" --device "$DEVICE" --dtype "$DTYPE" --size "$size" "${ref_vae[@]}" \
     --warmup "$warmup" --iters "$iters" --out "$RESULTS/reference.jsonl" 2>>"$RESULTS/bench.stderr.log" >/dev/null \
     || log "reference: FAILED ($model $size, see bench.stderr.log)"
 }
@@ -248,10 +412,11 @@ phase_bench-ti2v() {
 }
 
 phase_bench-a14b() {
-  if [[ "$DEVICE" == cpu ]]; then log "bench-a14b: skipped on the CPU"; return; fi
+  if [[ "$DEVICE" == cpu ]]; then bench_pair small 64x64x9 1 1 novae; return; fi  # the dry run of the 480p pair
   # 720p first: the issue's DiT-step target. ~25 s per CFG step: one warm-up step, one timed.
   bench_pair a14b 1280x720x81 1 1
-  bench_pair a14b 832x480x81 1 2
+  # The same Wan2.1 VAE as at 720p: its decode is timed there.
+  bench_pair a14b 832x480x81 1 2 novae
 }
 
 # The DiT step with the weights in host memory ('model': a whole-expert upload per call; 'sequential':
@@ -320,6 +485,9 @@ phase_report() {
     echo "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
     "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader
+    # parity-full writes up to ~29 GB of checkpoints (phase_parity-full says where it puts them)
+    df -h "$WORK" /dev/shm 2>&1
+    echo "host memory: $(mem_available_gb) GB available"
   } >"$RESULTS/env.txt"
   cat "$RESULTS/env.txt"
   "$PYTHON" "$ROOT/bench/device/report.py" "$RESULTS"
@@ -327,14 +495,25 @@ phase_report() {
 
 phases=("$@")
 [[ ${#phases[@]} -eq 0 || "${phases[0]}" == all ]] && phases=(build addon fixtures kernel parity parity-full bench-ti2v bench-a14b bench-sdpa offload pipeline report)
-# A call that lands on a fresh machine (the last one went idle and was given back) has no build:
-# make one first instead of failing every phase.
-if [[ " ${phases[*]} " != *" build "* && ! -x "$BIN/wan_bench" ]]; then
-  log "no build in $WORK (a fresh machine?): building first"
-  phases=(build "${phases[@]}")
-  # Only what this call's phases need: the addon and the tests cost minutes of a 600 s call.
-  if [[ " ${phases[*]} " != *" addon "* && " ${phases[*]} " != *" fixtures "* ]]; then
-    export BUILD_TARGETS="${BUILD_TARGETS:-wan_bench wan_run}"
+# A call that lands on a fresh machine (the last one went idle and was given back) has no build: use
+# the binaries an earlier call built (carried in .device/bin) where they fit this machine, else
+# build what this call's phases need first instead of failing every phase.
+if [[ " ${phases[*]} " != *" build "* ]]; then
+  needed=()
+  for p in "${phases[@]}"; do
+    for f in $(needs_of "$p"); do
+      # No addon without the Node-API headers (phase_addon says so); asking for it would fail the build.
+      [[ "$f" == wan_video.node && ! -d "$ROOT/.device/napi/node-api-headers/include" ]] && continue
+      [[ " ${needed[*]} " == *" $f "* ]] || needed+=("$f")
+    done
+  done
+  if ((${#needed[@]})) && ! use_carried_bins "${needed[@]}"; then
+    missing=()
+    for f in "${needed[@]}"; do [[ -x "$BIN/$f" ]] || missing+=("$(target_of "$f")"); done
+    log "no ${missing[*]} in $WORK (a fresh machine?): building first"
+    phases=(build "${phases[@]}")
+    # Only what this call's phases need: the addon and the tests cost minutes of a 600 s call.
+    export BUILD_TARGETS="${BUILD_TARGETS:-${missing[*]}}"
   fi
 fi
 for p in "${phases[@]}"; do

@@ -11,7 +11,11 @@
 // decode of the run's latents, the device's matrix and attention rates, and prints a table (or,
 // with --json, one JSON line). With the rates it times self-attention at the DiT's shape with each
 // SDPA backend first in turn (libtorch >= 2.6), to show which one --sdpa-order / WAN_SDPA_ORDER
-// should put first on this GPU.
+// should put first on this GPU, and checks their outputs: every backend after the first that runs
+// against that first one, and each against the float32 fallback (chunkedAttention) on the first and
+// last query rows (max|d|/max|ref| and cosine; "attention_agreement_at_dit_shape"). With
+// --sdpa-order the DiT step's output is compared the same way with a step in libtorch's default
+// order ("dit_step_vs_default_order"): a faster order is only worth having if its output agrees.
 //
 // FLOPs are counted, not sampled (one multiply-add = 2 FLOPs; norms, RoPE, softmax, GELU ignored):
 //   DiT forward, T video tokens, L text tokens, d = dim, f = ffn_dim, N layers:
@@ -26,7 +30,9 @@
 // VAE decode (a14b: the Wan2.1 VAE, ti2v5b: the Wan2.2 VAE, small: a tiny Wan2.1-style VAE) of
 // random latents of the run's latent shape, whole frames ("untiled") when WanVae's estimate plus the
 // weights fits the device's free memory, else (or also, with --vae-tiled) spatially tiled (256 px
-// tiles, 64 px overlap; 64/16 for small), one timed decode after the warm-up, in --vae-dtype
+// tiles, 64 px overlap; 64/16 for small), one timed decode after --warmup decodes of the first 2
+// latent frames (the same cuDNN plans, kernels and caches as the whole decode: every latent frame
+// after the first runs the same convolutions; reference_bench.py warms up the same way), in --vae-dtype
 // (float32 by default, as the reference pipelines load the VAE and as
 // bench/device/reference_bench.py --vae times it). FLOPs are not counted for the VAE (causal 3D
 // convs, up-sampling and attention of varying widths per stage): its row reports time and memory
@@ -182,32 +188,85 @@ Rates measureRates(at::Device device, at::ScalarType dtype, int64_t headDim, int
   return r;
 }
 
+// How far `out` is from `ref` (same shape): max|out - ref| / max|ref| and the cosine similarity, in
+// float32 with double sums (NaN where either has a non-finite value).
+struct Agreement {
+  double maxRel = NAN, cosine = NAN;
+  bool finite = false;
+  JsonObject json() const {
+    JsonObject j;
+    j.add("max_rel", maxRel).add("cosine", cosine).add("finite", finite);
+    return j;
+  }
+};
+
+Agreement agreement(const at::Tensor& out, const at::Tensor& ref) {
+  const at::Tensor x = out.to(at::kFloat), y = ref.to(at::kFloat);
+  Agreement a;
+  a.finite = at::isfinite(x).all().item<bool>() && at::isfinite(y).all().item<bool>();
+  a.maxRel = (x - y).abs().max().item<double>() / std::max(y.abs().max().item<double>(), 1e-30);
+  const double xy = (x * y).sum(at::kDouble).item<double>();
+  const double xx = (x * x).sum(at::kDouble).item<double>(), yy = (y * y).sum(at::kDouble).item<double>();
+  a.cosine = xy / std::max(std::sqrt(xx) * std::sqrt(yy), 1e-300);
+  if (!a.finite) a.maxRel = a.cosine = NAN;
+  return a;
+}
+
 // Self-attention at the DiT's shape with each fused backend put first in turn (the order given by
 // --sdpa-order is put back after): TFLOP/s of each backend that takes the input, NaN (JSON null)
 // for one the input falls through or that fails on it (its error goes to stderr). Empty where
 // libtorch cannot order its backends (< 2.6). Math is
 // left out: never the fast one, and at 720p its score matrix alone would not fit.
-std::vector<std::pair<std::string, double>> attentionByBackend(at::Device device, at::ScalarType dtype, int64_t heads, int64_t tokens,
-                                                               int64_t headDim, int warmup, int iters,
-                                                               const std::string& order) {
+//
+// Each backend's output is checked too (a fast kernel is no use if it is wrong: at 75,600 tokens,
+// not a multiple of 128, a kernel's tail handling is exercised): the first backend that runs is the
+// reference for the others, and every one is compared with the float32 fallback on the first and
+// last `checkRows` query rows against all keys (both ends of the sequence: a key-padding fault
+// shows in every row, a query-tail fault in the last ones).
+struct AttentionByBackend {
   std::vector<std::pair<std::string, double>> rates;
+  std::string reference;                                   // the first backend that ran
+  std::vector<std::pair<std::string, Agreement>> vsReference, vsFloat32;
+  int64_t checkRows = 0;                                   // query rows at each end in vsFloat32
+};
+
+AttentionByBackend attentionByBackend(at::Device device, at::ScalarType dtype, int64_t heads, int64_t tokens, int64_t headDim, int warmup,
+                                      int iters, const std::string& order) {
+  AttentionByBackend r;
   const auto [q, k, v] = ditLayoutQkv(at::TensorOptions().device(device).dtype(dtype), heads, tokens, headDim);
+  r.checkRows = std::min<int64_t>(512, tokens / 2);
+  at::Tensor exact;  // the float32 fallback on the checked rows, computed once
+  auto ends = [&](const at::Tensor& t) {
+    return at::cat({t.narrow(2, 0, r.checkRows), t.narrow(2, tokens - r.checkRows, r.checkRows)}, 2);
+  };
+  at::Tensor first;
   for (const std::string name : {"cudnn_attention", "flash_attention", "efficient_attention"}) {
     if (!setAttentionBackendOrder(name)) break;
     if (attentionBackendFor(q, k, v) != name) {
-      rates.emplace_back(name, NAN);
+      r.rates.emplace_back(name, NAN);
       continue;
     }
+    at::Tensor out;
     try {
-      Timing t = timeCalls(device, warmup, std::max(iters, 1), [&] { (void)wan::attention(q, k, v); });
-      rates.emplace_back(name, 4.0 * heads * tokens * tokens * headDim / t.min);
+      Timing t = timeCalls(device, warmup, std::max(iters, 1), [&] { out = wan::attention(q, k, v); });  // the last one is checked
+      r.rates.emplace_back(name, 4.0 * heads * tokens * tokens * headDim / t.min);
     } catch (const std::exception& e) {  // chosen but failed (a kernel's own limits): the others still count
       std::fprintf(stderr, "wan_bench: %s at the DiT shape failed: %s\n", name.c_str(), e.what());
-      rates.emplace_back(name, NAN);
+      r.rates.emplace_back(name, NAN);
+      continue;
+    }
+    if (!first.defined()) {
+      first = out, r.reference = name;
+    } else {
+      r.vsReference.emplace_back(name, agreement(out, first));
+    }
+    if (r.checkRows > 0) {
+      if (!exact.defined()) exact = chunkedAttention(ends(q).to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), 128);
+      r.vsFloat32.emplace_back(name, agreement(ends(out), exact));
     }
   }
   setAttentionBackendOrder(order);
-  return rates;
+  return r;
 }
 
 // A whole generation through WanPipeline (--pipeline): the model folder's model_index.json and
@@ -396,7 +455,7 @@ int main(int argc, char** argv) {
     const bool sdpaOrderApplied = !sdpaOrder.empty() && setAttentionBackendOrder(sdpaOrder);
 
     Rates rates;
-    std::vector<std::pair<std::string, double>> attentionAtDitShape;
+    AttentionByBackend attentionAtDitShape;
     if (skip.find(",rates,") == std::string::npos) {
       rates = measureRates(device, dtype, m.dit.headDim, warmup, iters);
       attentionAtDitShape = attentionByBackend(device, dtype, m.dit.numHeads, tokens, m.dit.headDim, warmup, iters, sdpaOrder);
@@ -433,6 +492,9 @@ int main(int argc, char** argv) {
     bool offloadMatches = false;
     int64_t offloadUploadBytes = 0;  // bytes uploaded per timed step
     std::string sdpaAtShape = "not measured";
+    Agreement vsDefaultOrder;  // --sdpa-order: the step's output against libtorch's default order
+    bool haveVsDefaultOrder = false;
+    std::string defaultPriority;
     if (skip.find(",dit,") == std::string::npos) {
       meter.reset();
       auto weights = randomWeights(dtype, device);
@@ -443,11 +505,22 @@ int main(int argc, char** argv) {
       at::Tensor latents = at::randn({1, m.dit.inChannels, latentFrames, latentH, latentW}, f32);
       at::Tensor timestep = at::full({1}, 500.0, f32);
       at::Tensor cond = at::randn({1, textLen, m.dit.textDim}, f32), uncond = at::randn({1, textLen, m.dit.textDim}, f32);
-      dit.timing = timeCalls(device, warmup, iters, [&] { (void)model.forwardEach(latents, timestep, {cond, uncond}); });
+      at::Tensor lastCond;  // the cond pass of the last timed step (kept: no extra forward for the check below)
+      dit.timing = timeCalls(device, warmup, iters, [&] { lastCond = model.forwardEach(latents, timestep, {cond, uncond})[0]; });
       Flops one = ditForwardFlops(m.dit, tokens, textLen);
       dit.flops = {2 * one.linear, 2 * one.attention};
       dit.peak = meter.read();
       haveDit = true;
+      if (sdpaOrderApplied && lastCond.defined()) {
+        // The same cond pass in libtorch's default order (empty: libtorch's own list), then the asked
+        // order back: does the faster order compute the same thing?
+        setAttentionBackendOrder(std::string());
+        for (const std::string& name : attentionBackendOrder()) defaultPriority += (defaultPriority.empty() ? "" : ",") + name;
+        const at::Tensor inDefaultOrder = model.forward(latents, timestep, cond);
+        setAttentionBackendOrder(sdpaOrder);
+        vsDefaultOrder = agreement(lastCond, inDefaultOrder);
+        haveVsDefaultOrder = true;
+      }
       if (offload != "none") {
         const at::Tensor resident = model.forward(latents, timestep, cond);
         const bool swap = offload == "model";
@@ -499,11 +572,15 @@ int main(int argc, char** argv) {
       vaeUntiled.estimateBytes = vae.estimateDecodeBytes(shape, false, off);
       vaeSplits = vae.decodeTiles(shape, on);
       vaeTiled.estimateBytes = vae.estimateDecodeBytes(shape, vaeSplits, on);
-      // One timed decode (after the warm-up): at the real sizes a decode costs up to ~2 PFLOP of
-      // float32 convolutions, and a device call has 600 s for every benchmark in it.
+      // One timed decode: at the real sizes a decode costs up to ~2 PFLOP of float32 convolutions,
+      // and a device call has 600 s for every benchmark in it. The warm-up decodes the first 2 latent
+      // frames only (the first frame's path and the cached path every later frame takes: all the
+      // convolution shapes of the whole decode), as reference_bench.py does on its side.
+      const at::Tensor warmupLatents = latents.narrow(2, 0, std::min<int64_t>(2, latentFrames));
       auto measure = [&](VaeDecodeResult& r, const TilingOptions& t) {
         meter.reset();
-        r.timing = timeCalls(device, warmup, 1, [&] { (void)vae.decode(latents, t); });
+        for (int i = 0; i < warmup; ++i) (void)vae.decode(warmupLatents, t);
+        r.timing = timeCalls(device, 0, 1, [&] { (void)vae.decode(latents, t); });
         r.peak = meter.read();
         r.ran = true;
       };
@@ -539,8 +616,17 @@ int main(int argc, char** argv) {
       j.add("sdpa_priority", sdpaPriority);
       j.add("fused_kernels", fusedKernelsEnabled());
       JsonObject byBackend;
-      for (const auto& [name, rate] : attentionAtDitShape) byBackend.add(name, rate / 1e12);
+      for (const auto& [name, rate] : attentionAtDitShape.rates) byBackend.add(name, rate / 1e12);
       j.add("attention_tflops_at_dit_shape", byBackend);
+      if (!attentionAtDitShape.reference.empty()) {
+        JsonObject agree, vsRef, vsF32;
+        for (const auto& [name, a] : attentionAtDitShape.vsReference) vsRef.add(name, a.json());
+        for (const auto& [name, a] : attentionAtDitShape.vsFloat32) vsF32.add(name, a.json());
+        agree.add("reference", attentionAtDitShape.reference).add("vs_reference", vsRef);
+        agree.add("float32_rows", 2 * attentionAtDitShape.checkRows).add("vs_float32", vsF32);
+        j.add("attention_agreement_at_dit_shape", agree);
+      }
+      if (haveVsDefaultOrder) j.add("dit_step_vs_default_order", vsDefaultOrder.json().add("default_priority", defaultPriority));
       if (haveText) j.add("text_encode", text.json());
       if (haveDit) j.add("dit_step", dit.json());
       if (haveDit && offload != "none") j.add("dit_step_offload", ditOffload.json().add("offload", offload).add("matches_resident", offloadMatches).add("upload_bytes_per_step", offloadUploadBytes));
@@ -548,6 +634,7 @@ int main(int argc, char** argv) {
         JsonObject v;
         v.add("vae", m.name == "ti2v5b" ? "wan2.2" : m.name == "a14b" ? "wan2.1" : "tiny").add("dtype", dtypeToName(vaeDtype));
         v.add("latent_frames", latentFrames).add("latent_height", latentH).add("latent_width", latentW);
+        v.add("warmup_latent_frames", warmup > 0 ? std::min<int64_t>(2, latentFrames) : int64_t{0});
         v.add("weight_bytes", vaeWeightBytes).add("free_bytes", vaeFreeBytes);
         v.add("tile_size", m.tileSize).add("tile_overlap", m.tileOverlap).add("tiled_splits_frames", vaeSplits);
         if (vaeUntiled.ran) v.add("untiled", vaeUntiled.json());
@@ -606,12 +693,20 @@ int main(int argc, char** argv) {
                 haveVae ? (vaeUntiled.ran ? ", untiled" : ", tiled") : " not measured", endToEnd);
     if (device.is_cuda())
       std::printf("  SDPA backend at the DiT's self-attention shape: %s (order tried: %s)\n", sdpaAtShape.c_str(), sdpaPriority.c_str());
-    if (!attentionAtDitShape.empty()) {
+    if (!attentionAtDitShape.rates.empty()) {
       std::printf("  self-attention at the DiT's shape, each backend first in turn:");
-      for (const auto& [name, rate] : attentionAtDitShape)
+      for (const auto& [name, rate] : attentionAtDitShape.rates)
         std::printf(" %s %s", name.c_str(), std::isnan(rate) ? "(does not take it)" : human(rate / 1e12, "TFLOP/s").c_str());
       std::printf("\n");
+      for (const auto& [name, a] : attentionAtDitShape.vsReference)
+        std::printf("    %s vs %s: max rel %.3g, cosine %.7f\n", name.c_str(), attentionAtDitShape.reference.c_str(), a.maxRel, a.cosine);
+      for (const auto& [name, a] : attentionAtDitShape.vsFloat32)
+        std::printf("    %s vs float32 (%lld query rows): max rel %.3g, cosine %.7f\n", name.c_str(),
+                    static_cast<long long>(2 * attentionAtDitShape.checkRows), a.maxRel, a.cosine);
     }
+    if (haveVsDefaultOrder)
+      std::printf("  DiT step in order %s vs libtorch's default (%s): max rel %.3g, cosine %.7f\n", sdpaOrder.c_str(), defaultPriority.c_str(),
+                  vsDefaultOrder.maxRel, vsDefaultOrder.cosine);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wan_bench: %s\n", e.what());
