@@ -10,10 +10,19 @@ namespace wan {
 
 HostArena::HostArena(bool pin, int64_t chunkBytes) : pin_(pin), wantedPinned_(pin), chunkBytes_(chunkBytes) {}
 
+HostArena HostArena::forTotal(bool pin, int64_t totalBytes) {
+  return HostArena(pin, std::clamp(totalBytes, kAlignment, kDefaultChunkBytes));
+}
+
+int64_t HostArena::alignedBytes(const at::Tensor& t) {
+  const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+  return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+}
+
 at::Tensor HostArena::copy(const at::Tensor& t) {
   const at::Tensor src = t.contiguous();
   const int64_t bytes = src.numel() * static_cast<int64_t>(src.element_size());
-  const int64_t aligned = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  const int64_t aligned = alignedBytes(src);
   if (chunks_.empty() || offset_ + aligned > chunks_.back().numel()) {
     // Chunks start aligned: c10's CPU allocator aligns to 64 bytes, pinned memory to pages.
     const int64_t size = std::max(chunkBytes_, aligned);

@@ -28,7 +28,14 @@ class HostArena {
   // allocation up to a power of two (a 141 MB FFN weight would take 256 MB). When the system
   // refuses page-locked memory (a limit, or no CUDA), the arena goes on in ordinary memory:
   // uploads from it are synchronous, but they work.
-  explicit HostArena(bool pin, int64_t chunkBytes = int64_t{1} << 30);
+  explicit HostArena(bool pin, int64_t chunkBytes = kDefaultChunkBytes);
+
+  // An arena for weights of `totalBytes` in all (alignedBytes summed): chunks no larger than that,
+  // so that a small model does not pin a whole default chunk.
+  static HostArena forTotal(bool pin, int64_t totalBytes);
+
+  // What copy(t) takes of a chunk.
+  static int64_t alignedBytes(const at::Tensor& t);
 
   // A copy of `t` (same dtype and shape, contiguous) in the arena's memory.
   at::Tensor copy(const at::Tensor& t);
@@ -40,6 +47,7 @@ class HostArena {
 
   // Every copy starts at a multiple of this (a cache line; vector loads).
   static constexpr int64_t kAlignment = 64;
+  static constexpr int64_t kDefaultChunkBytes = int64_t{1} << 30;
 
  private:
   bool pin_;           // still asking for page-locked chunks

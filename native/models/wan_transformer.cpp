@@ -207,7 +207,9 @@ void WanTransformer::keepOnHost(at::Device device, std::shared_ptr<UploadStream>
     // Pinned host memory makes the uploads asynchronous DMA copies; on the CPU the weights stay as
     // they are (mapped from the checkpoint when the dtype matches).
     // (The arena copies from wherever a weight is, the device included: one copy, no pageable hop.)
-    HostArena arena(/*pin=*/device.is_cuda());
+    int64_t total = 0;
+    forEachWeight([&](at::Tensor& t) { total += HostArena::alignedBytes(t); });
+    HostArena arena = HostArena::forTotal(/*pin=*/device.is_cuda(), total);
     forEachWeight([&](at::Tensor& t) {
       if (ctx) ctx->checkCancelled();
       t = device.is_cuda() ? arena.copy(t) : t.to(at::kCPU);

@@ -119,7 +119,11 @@ WanPipeline::~WanPipeline() {
   // freed: hand it back to the system with the pipeline (an A14B pair holds ~57 GB of it).
   const bool pinned = options_.device.is_cuda() && options_.offload != "none";
   experts_.reset();
-  if (pinned) releaseCachedPinnedMemory();
+  // A destructor must not throw: after a sticky CUDA error, emptying the cache throws too.
+  try {
+    if (pinned) releaseCachedPinnedMemory();
+  } catch (...) {
+  }
 }
 
 const TransformerConfig& WanPipeline::transformerConfig() const { return experts_->expert(ExpertPair::Expert::High).config(); }

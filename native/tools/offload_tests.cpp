@@ -48,6 +48,15 @@ void hostArena() {
   check(arena.usedBytes() == 400 + 400 + 2048 + 96, "usedBytes counts the tensors' bytes");
   check(arena.unpinnedBytes() == 0, "an arena not asked to pin reports nothing unpinned");
 
+  // Sized for its weights: a small model's arena is one chunk of their size, not a default chunk
+  // (each pinned chunk is a page-locked allocation of its full size).
+  const int64_t total = wan::HostArena::alignedBytes(a) + wan::HostArena::alignedBytes(b) + wan::HostArena::alignedBytes(c);
+  wan::HostArena sized = wan::HostArena::forTotal(/*pin=*/false, total);
+  sized.copy(a), sized.copy(b), sized.copy(c);
+  check(sized.chunkCount() == 1 && sized.reservedBytes() == total, "an arena for a known total reserves that total, in one chunk");
+  check(wan::HostArena::forTotal(false, int64_t{100} << 30).copy(a).storage().nbytes() == static_cast<size_t>(wan::HostArena::kDefaultChunkBytes),
+        "a large total still comes in default-sized chunks");
+
   // Page-locked memory refused (here: a CPU-only libtorch has none): the arena goes on unpinned.
   if (!at::hasCUDA()) {
     wan::HostArena refused(/*pin=*/true, /*chunkBytes=*/896);
