@@ -32,14 +32,15 @@ let cached: { binding: NativeBinding; file: string } | undefined;
 
 function describeLoadFailure(tried: string[], err: unknown): WanError {
   const message = err instanceof Error ? err.message : String(err);
-  const missingTorch = /lib(torch|c10|torch_cpu|torch_cuda)[^ ]*\.so/.test(message);
+  // The library the loader could not find, as its message names it (e.g. libtorch_cpu.so.1.13).
+  const missing = /(lib(?:torch|c10)[\w-]*\.so[\w.]*)/.exec(message)?.[1];
   const lines = [
     `wan-video: cannot load the native addon (${message.split('\n')[0]}).`,
     `Tried: ${tried.join(', ')}.`,
-    missingTorch
-      ? 'The addon was found but libtorch is not: it expects the libtorch it was built against ' +
-        '(CPU: Debian/Ubuntu `apt-get install libtorch-dev`, libtorch 1.13; CUDA: the pip torch 2.x it was built with, ' +
-        'or an unpacked libtorch in LIBTORCH).'
+    missing
+      ? `The addon was found but not the libtorch it was built against: ${missing} is missing. Install that libtorch ` +
+        `(${/\.so\.1\.13/.test(missing) ? 'Debian/Ubuntu: `apt-get install libtorch-dev`, libtorch 1.13' : 'the pip torch or unpacked libtorch it was built with'}), ` +
+        'or build against the one you have: `npm rebuild wan-video` (LIBTORCH=/path/to/libtorch to choose it).'
       : 'Build it from source with `npm rebuild wan-video` (in a clone: `npm run build:native`); ' +
         'this needs cmake, a C++17 compiler and libtorch (`apt-get install libtorch-dev`, or a pip torch 2.x).',
   ];
@@ -59,6 +60,7 @@ export function native(): NativeBinding {
       tried.push(`node-gyp-build(${root}): build/Release, prebuilds/${process.platform}-${process.arch}`);
       const gypBuild = require('node-gyp-build') as { resolve(dir: string): string };
       file = gypBuild.resolve(root);
+      tried.push(`found ${file}`);
     }
     const binding = require(file) as NativeBinding;
     cached = { binding, file };
@@ -87,7 +89,7 @@ export function nativeTokenizer(): NativeTokenizerBinding {
     throw new WanError(
       'ERR_WAN_NO_LIBTORCH',
       `wan-video: cannot load the tokenizer addon ${file} (${err instanceof Error ? err.message.split('\n')[0] : err}). ` +
-        'It is built when libsentencepiece is installed (`apt-get install libsentencepiece-dev`, then `npm rebuild wan-video`); ' +
+        'It is built when libsentencepiece is installed (`apt-get install libsentencepiece-dev pkgconf`, then `npm rebuild wan-video`); ' +
         'without it, pass promptEmbeds instead of prompts.',
       { cause: err },
     );

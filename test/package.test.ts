@@ -71,6 +71,10 @@ describe('npm package', () => {
     expect(parsed.libtorchVersion).toMatch(/^\d+\.\d+/);
     expect(parsed.devices[0]).toMatchObject({ type: 'cpu' });
 
+    // CommonJS users too (require() of the ES module, Node >= 20.17).
+    const cjs = run(process.execPath, ['-e', "console.log(typeof require('wan-video').runtimeInfo)"], app);
+    expect(cjs.stdout.trim(), cjs.output).toBe('function');
+
     // 5. A TypeScript user's code type-checks against the published declarations, the package's
     // own included (skipLibCheck off): they must resolve every type they import.
     writeFileSync(path.join(app, 'main.ts'), [

@@ -1,11 +1,14 @@
 // runtimeInfo(): what this installation runs on.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 import { runtimeInfo } from '../lib/index.js';
 import { native, nativePath } from '../lib/native.js';
+import { ROOT } from './helpers/cli.js';
 
 describe('runtimeInfo', () => {
   it('names the libtorch, the flavour, the devices and the addon file', () => {
@@ -70,6 +73,33 @@ describe('setAllowTF32 (the parity runs turn TF32 off)', () => {
       }
       expect(err?.code, JSON.stringify(bad)).toBe('ERR_WAN_BAD_ARGUMENT');
       expect(err?.message).toBe('setAllowTF32(allow: boolean)');
+    }
+  });
+});
+
+describe('an addon whose libtorch is missing', () => {
+  it('is ERR_WAN_NO_LIBTORCH naming the file tried and the library that is missing', () => {
+    // A copy of this build's addon that needs a library no machine has: its libtorch soname with
+    // one letter changed (same length, so the ELF stays valid).
+    const addon = readFileSync(nativePath());
+    const soname = 'libtorch_cpu.so'; // every libtorch build has it
+    expect(addon.includes(soname)).toBe(true);
+    const renamed = 'libtorch_cpX.so';
+    const dir = mkdtempSync(path.join(tmpdir(), 'wan-noltorch-'));
+    try {
+      const copy = path.join(dir, 'wan_video.node');
+      const bytes = Buffer.from(addon);
+      for (let at = bytes.indexOf(soname); at >= 0; at = bytes.indexOf(soname, at + 1)) bytes.write(renamed, at, 'latin1');
+      writeFileSync(copy, bytes);
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e',
+        `import('${pathToFileURL(path.join(ROOT, 'dist', 'lib', 'index.js')).href}').then((m) => m.runtimeInfo()).catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); })`],
+        { env: { ...process.env, WAN_VIDEO_ADDON: copy }, encoding: 'utf8' });
+      const err = JSON.parse(r.stdout.trim());
+      expect(err.code).toBe('ERR_WAN_NO_LIBTORCH');
+      expect(err.message).toContain(`Tried: WAN_VIDEO_ADDON=${copy}`);
+      expect(err.message).toMatch(new RegExp(`not the libtorch it was built against: ${renamed.replace(/\./g, '\\.')}[\\w.]* is missing`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
