@@ -1,14 +1,19 @@
 // Image-to-video conditioning images: decoded with sharp (PNG/JPEG/WebP files or Buffers) or taken
 // as raw RGB(A), resized to the target size, and scaled to [-1, 1] as a [1, 3, H, W] float32 tensor.
+// As the reference does it (diffusers' load_image + VaeImageProcessor): EXIF orientation applied, the
+// stored RGB values (no colour profile conversion, alpha dropped before resizing, as PIL's
+// convert('RGB')), then Pillow's LANCZOS resize.
 import sharp from 'sharp';
 
 import type { TensorData } from '../binding.js';
 import { badArgument, WanError } from './errors.js';
+import { pilLanczosResize } from './pil-resize.js';
 import type { ImageInput } from './types.js';
 
 function sharpOf(image: ImageInput): sharp.Sharp {
-  if (typeof image === 'string' || Buffer.isBuffer(image)) return sharp(image);
-  if (image && typeof image === 'object' && image.data instanceof Uint8Array) {
+  // ignoreIcc: PIL hands over the stored values; sharp would convert a Display P3 photo to sRGB.
+  if (typeof image === 'string' || Buffer.isBuffer(image)) return sharp(image, { ignoreIcc: true });
+  if (image && typeof image === 'object' && (image.data instanceof Uint8Array || image.data instanceof Uint8ClampedArray)) {
     const channels = image.channels ?? 3;
     if (channels !== 3 && channels !== 4) throw badArgument('image.channels', `is ${channels}`, '3 or 4');
     if (!Number.isInteger(image.width) || !Number.isInteger(image.height) || image.width < 1 || image.height < 1)
@@ -17,7 +22,7 @@ function sharpOf(image: ImageInput): sharp.Sharp {
       throw badArgument('image.data', `has ${image.data.length} bytes, expected width*height*channels = ${image.width * image.height * channels}`);
     return sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), { raw: { width: image.width, height: image.height, channels } });
   }
-  throw badArgument('image', 'must be a file path, a Buffer with PNG/JPEG bytes, or { data, width, height, channels }');
+  throw badArgument('image', 'must be a file path, a Buffer with PNG/JPEG/WebP bytes, or raw pixels { data: Uint8Array | Uint8ClampedArray, width, height, channels }');
 }
 
 /** Width and height of the image (after EXIF rotation). */
@@ -44,15 +49,22 @@ export function fitToArea(width: number, height: number, area: number, multiple:
   return { width: Math.max(w, multiple), height: Math.max(h, multiple) };
 }
 
-/** [1, 3, height, width] float32 in [-1, 1], resized (Lanczos, like the reference's PIL resize). */
-export async function imageTensor(image: ImageInput, width: number, height: number): Promise<TensorData> {
-  let raw: Buffer;
+/** The image's 8-bit RGB values as stored, upright (EXIF orientation applied), alpha dropped. */
+async function storedRgb(image: ImageInput): Promise<{ rgb: Uint8Array; width: number; height: number }> {
   try {
-    raw = await sharpOf(image).rotate().removeAlpha().resize(width, height, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+    const { data, info } = await sharpOf(image).rotate().removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`${info.channels} channels after conversion to RGB`);
+    return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
   } catch (err) {
     if (err instanceof WanError) throw err;
     throw badArgument('image', `cannot be decoded (${err instanceof Error ? err.message : err})`);
   }
+}
+
+/** [1, 3, height, width] float32 in [-1, 1], resized as the reference does (Pillow's LANCZOS). */
+export async function imageTensor(image: ImageInput, width: number, height: number): Promise<TensorData> {
+  const stored = await storedRgb(image);
+  const raw = pilLanczosResize(stored.rgb, stored.width, stored.height, width, height);
   const plane = width * height;
   const out = new Float32Array(3 * plane);
   for (let i = 0; i < plane; i++) {

@@ -11,7 +11,7 @@ import { badArgument, LATENTS_KEPT_HINT, WanError } from './errors.js';
 import { fitToArea, imageSize, imageTensor } from './image.js';
 import { native } from './native.js';
 import { describeValue, finiteNumber, integer, isDevice, oneOf, rejectUnknown } from './options.js';
-import { cleanPrompt, DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
+import { DEFAULT_NEGATIVE_PROMPT, Tokenizer } from './text.js';
 import { describeFit, estimateMemory, formatBytes, suggestFit, VAE_DEFAULT_TILE, type MemoryRequest } from './memory.js';
 import { describeModelFolder } from './model-folder.js';
 import { runtimeInfo } from './runtime.js';
@@ -450,7 +450,7 @@ export class WanPipeline extends EventEmitter {
         `${this.dir} has no tokenizer/ folder (spiece.model), so text prompts cannot be encoded; add the tokenizer of the Diffusers repo or pass promptEmbeds`,
       );
     }
-    return this.#tokenizer.tokenize(prompts.map(cleanPrompt), 512);
+    return this.#tokenizer.tokenize(prompts, 512); // it cleans them (cleanPrompt)
   }
 }
 

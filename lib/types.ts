@@ -22,7 +22,7 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
-export type ImageInput = string | Buffer | { data: Uint8Array; width: number; height: number; channels?: 3 | 4 };
+export type ImageInput = string | Buffer | { data: Uint8Array | Uint8ClampedArray; width: number; height: number; channels?: 3 | 4 };
 
 export interface GenerateOptions {
   prompt?: string | string[];

@@ -147,6 +147,14 @@ describe('WanPipeline on the bundled tiny model', () => {
     expect((await pipe.generate(SMALL)).numFrames).toBe(5);
   });
 
+  it('cleans a prompt once, as the reference does (two HTML unescapes, whitespace collapsed), not twice', async () => {
+    const latents = async (prompt: string) => (await pipe.generate({ ...SMALL, prompt, steps: 1, output: 'latents' })).latents!.data;
+    // Cleaned once: '&lt;x' (text), which the tokenizer does not read as '<x'; cleaned twice it would be '<x'.
+    const once = await latents('a &amp;amp;lt;x cat');
+    expect(await latents('  a   &amp;amp;lt;x\n cat ')).toEqual(once);
+    expect(await latents('a <x cat')).not.toEqual(once);
+  });
+
   it('runs concurrent calls one after another in call order', async () => {
     const order: string[] = [];
     const first = pipe.generate({ ...SMALL, seed: 1 }).then((v) => (order.push('first'), v));
