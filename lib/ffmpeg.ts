@@ -71,8 +71,10 @@ export function runFfmpeg(args: string[], input: Iterable<Uint8Array>, signal?: 
       if (err) reject(err);
       else resolve();
     };
+    // One listener, removed when the run settles (one per save would pile up on a shared signal).
     const onAbort = () => {
       aborted = true;
+      child.stdin.destroy(); // stop feeding at once
       child.kill('SIGKILL');
     };
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -95,8 +97,7 @@ export function runFfmpeg(args: string[], input: Iterable<Uint8Array>, signal?: 
     });
 
     // If FFmpeg dies early its stdin breaks (EPIPE); the exit code above reports why, so the
-    // stream error itself is dropped. An aborted run stops feeding at once.
+    // stream error itself is dropped.
     pipeline(Readable.from(input), child.stdin).catch(() => undefined);
-    if (signal) signal.addEventListener('abort', () => child.stdin.destroy(), { once: true });
   });
 }

@@ -9,6 +9,9 @@ import { WanError } from './errors.js';
 import { native } from './native.js';
 
 export const LATENTS_SUFFIX = '.latents.safetensors';
+const FORMAT = 'wan-video latents';
+/** The layout this version writes and reads: bump it when the meaning of the file changes. */
+const FORMAT_VERSION = 1;
 
 export interface LatentsFile {
   latents: TensorData;
@@ -31,7 +34,7 @@ export async function saveLatents(file: string, latents: TensorData, meta: { fam
   }
   const bytes = latents.data.byteLength;
   const header = {
-    __metadata__: { format: 'wan-video latents', family: meta.family, fps: String(meta.fps) },
+    __metadata__: { format: FORMAT, version: String(FORMAT_VERSION), family: meta.family, fps: String(meta.fps) },
     latents: { dtype: 'F32', shape: latents.shape, data_offsets: [0, bytes] },
   };
   let json = JSON.stringify(header);
@@ -50,9 +53,16 @@ export async function saveLatents(file: string, latents: TensorData, meta: { fam
   }
 }
 
-/** Reads a file written by saveLatents (or any safetensors file with a float32 5-D tensor "latents"). */
+/**
+ * Reads a file written by saveLatents (or any safetensors file with a float32 5-D tensor "latents",
+ * e.g. saved from Python); one a later wan-video wrote in a layout this one does not know is refused.
+ */
 export async function loadLatents(file: string): Promise<LatentsFile> {
   const { metadata, tensors } = await native().readSafetensors(file);
+  const version = Number(metadata.version ?? 1);
+  if (metadata.format === FORMAT && !(Number.isInteger(version) && version >= 1 && version <= FORMAT_VERSION)) {
+    throw new WanError('ERR_WAN_BAD_ARGUMENT', `${file} holds latents in layout version ${metadata.version}, which this wan-video (layout ${FORMAT_VERSION}) does not know: decode it with the version that wrote it`);
+  }
   const latents = tensors.latents;
   if (!latents || !(latents.data instanceof Float32Array) || latents.shape.length !== 5) {
     throw new WanError('ERR_WAN_BAD_ARGUMENT', `${file} holds no float32 tensor 'latents' [B, C, F', H', W'] (the file wan-video generate keeps)`);

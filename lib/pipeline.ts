@@ -477,7 +477,8 @@ function tiledMode(value: unknown): NonNullable<NativeGenerateRequest['tiled']> 
 /** Sample `i` of a [B, ...] tensor as [1, ...]. */
 function sample(t: TensorData, i: number): TensorData {
   const per = t.shape.slice(1).reduce((a, b) => a * b, 1);
-  const data = (t.data as Float32Array).slice(i * per, (i + 1) * per);
+  // A view, not a copy: a 720p video is over a gigabyte of float32, and the result is ours alone.
+  const data = (t.data as Float32Array).subarray(i * per, (i + 1) * per);
   return { dtype: t.dtype, shape: [1, ...t.shape.slice(1)], data };
 }
 

@@ -48,10 +48,12 @@ export function htmlUnescape(text: string): string {
   return text.replace(CHARREF, (_m, ref: string) => decodeCharref(ref));
 }
 
-// The characters Python's str.isspace() accepts (what `re`'s \s and str.strip() use); JS's \s
-// differs (it has U+FEFF, lacks U+001C-U+001F and U+0085).
-const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const SPACE_RUNS = new RegExp(`[${PY_SPACE}]+`, 'g');
+// What the reference's whitespace means (JS's \s differs: it has U+FEFF, lacks U+0085):
+// str.strip() strips what str.isspace() accepts; the runs it collapses are the `regex` module's \s
+// (diffusers and Wan2.2 `import regex as re`), which is that set less U+001C-U+001F.
+const REGEX_SPACE = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const PY_SPACE = `\\x1c-\\x1f${REGEX_SPACE}`;
+const SPACE_RUNS = new RegExp(`[${REGEX_SPACE}]+`, 'g');
 const EDGE_SPACE = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
 
 function pyStrip(text: string): string {
@@ -60,7 +62,10 @@ function pyStrip(text: string): string {
 
 /**
  * The reference pipeline's prompt cleaning (diffusers `prompt_clean`): HTML-unescape twice, strip,
- * collapse whitespace runs to one space, strip. (ftfy's mojibake repair, optional there, is not done.)
+ * collapse whitespace runs to one space, strip. Not done: `ftfy.fix_text`, which diffusers applies
+ * first when ftfy is installed and Wan2.2's own code always: besides repairing mojibake it makes
+ * curly quotes straight, splits ligatures and turns fullwidth characters (the default Chinese
+ * negative prompt's '，') into ASCII, so token ids can differ from such a reference.
  */
 export function cleanPrompt(text: string): string {
   const unescaped = pyStrip(htmlUnescape(htmlUnescape(text)));

@@ -212,7 +212,8 @@ export class Video {
     await mkdir(dir, { recursive: true }).catch((err) => {
       throw writeError(err, file);
     });
-    const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+    // A short name: the target's own may already be as long as the file system allows.
+    const temp = path.join(dir, `.wan-${randomBytes(6).toString('hex')}.tmp`);
     try {
       // Create the temp file here so a name or permission problem is a clear error, not an FFmpeg one.
       await writeFile(temp, '').catch((err) => {

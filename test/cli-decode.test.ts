@@ -54,6 +54,14 @@ describe('latents files', () => {
     len.writeBigUInt64LE(BigInt(header.length));
     await writeFile(other, Buffer.concat([len, Buffer.from(header), Buffer.alloc(8)]));
     await expect(loadLatents(other)).rejects.toMatchObject({ code: 'ERR_WAN_BAD_ARGUMENT', message: expect.stringContaining(`${other} holds no float32 tensor 'latents'`) });
+
+    // Written by a later wan-video in a layout this one does not know: refused, not misread.
+    const future = path.join(dir, 'future.latents.safetensors');
+    const meta = JSON.stringify({ __metadata__: { format: 'wan-video latents', version: '2' }, latents: { dtype: 'F32', shape: [1, 16, 1, 1, 1], data_offsets: [0, 64] } }).padEnd(128, ' ');
+    const size = Buffer.alloc(8);
+    size.writeBigUInt64LE(BigInt(meta.length));
+    await writeFile(future, Buffer.concat([size, Buffer.from(meta), Buffer.alloc(64)]));
+    await expect(loadLatents(future)).rejects.toMatchObject({ code: 'ERR_WAN_BAD_ARGUMENT', message: expect.stringContaining('layout version 2') });
   });
 });
 

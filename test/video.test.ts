@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -197,6 +198,19 @@ describe('Video.save', () => {
     controller.abort();
     await expectWanError(saving, 'ERR_WAN_ABORTED');
     expect(await readdir(target)).toEqual([]);
+  });
+
+  it('saves sharing one signal leave no listener on it', async () => {
+    const controller = new AbortController();
+    const v = syntheticVideo(8, 8, 2, 16);
+    for (let i = 0; i < 3; i++) await v.save(path.join(dir, `shared-${i}.mp4`), { signal: controller.signal });
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('a file name as long as the file system allows still saves (the temporary name is short)', async () => {
+    const file = path.join(dir, `${'n'.repeat(251)}.mp4`);
+    await syntheticVideo(8, 8, 2, 16).save(file);
+    expect(existsSync(file)).toBe(true);
   });
 
   it('an already aborted signal writes nothing', async () => {
