@@ -159,6 +159,8 @@ export interface NativeGenerateRequest {
   seed?: number;
   numVideosPerPrompt?: number;
   outputLatents?: boolean;
+  /** Also return the float `video` (4x the bytes of `frames`). */
+  returnFloat?: boolean;
   /** Keep per-step latents and model timesteps (parity runs). */
   recordSteps?: boolean;
   tiled?: 'on' | 'off' | 'auto';
@@ -168,18 +170,25 @@ export interface NativeDecodeRequest {
   /** Final latents [B, z, F', H', W'] float32 (a result's `latents`, or a failed generation's error's). */
   latents: TensorData;
   tiled?: 'on' | 'off' | 'auto';
+  /** Also return the float `video` (4x the bytes of `frames`). */
+  returnFloat?: boolean;
 }
 
+/** `frames`: uint8 [B, F, H, W, 3] RGB, made on the worker thread from the decoded video exactly as
+ *  lib/video.ts floatToUint8 does (float32 x/2+0.5, NaN -> 0, clamp to [0, 1], *255, round half to even). */
 export interface NativeDecodeResult {
-  /** [B, 3, F, H, W] float32 in [-1, 1]. */
-  video: TensorData;
+  frames: TensorData;
+  /** [B, 3, F, H, W] float32 in [-1, 1]; only with returnFloat. */
+  video?: TensorData;
   /** The latents decoded (float32). */
   latents: TensorData;
   decoderInput: TensorData;
 }
 
 export interface NativeGenerateResult {
-  /** [B, 3, F, H, W] float32 in [-1, 1] (absent when outputLatents). */
+  /** uint8 [B, F, H, W, 3] RGB, as NativeDecodeResult's (absent when outputLatents). */
+  frames?: TensorData;
+  /** [B, 3, F, H, W] float32 in [-1, 1]; only with returnFloat (and not when outputLatents). */
   video?: TensorData;
   latents: TensorData;
   decoderInput?: TensorData;
@@ -261,6 +270,8 @@ export interface NativeBinding {
   _testAttentionOrder(preferred?: string, libtorchOrder?: string): string[];
   /** Test hook: the device/dtype option parsing of every loader (throws ERR_WAN_BAD_ARGUMENT / ERR_WAN_NO_CUDA). */
   _testParseDevice(device: string, dtype?: string): { device: string; dtype: string };
+  /** Test hook: the pipeline's video -> frames conversion: [B, 3, F, H, W] float -> uint8 [B, F, H, W, 3], run on `device` (default 'cpu'). */
+  _testToFrames(video: TensorData, device?: string): TensorData;
 
   loadTransformer(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTransformer>;
   loadTextEncoder(dir: string, options?: LoadOptions, token?: CancelToken): Promise<NativeTextEncoder>;

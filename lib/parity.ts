@@ -14,6 +14,7 @@ import { describeValue } from './options.js';
 import { native } from './native.js';
 import { runtimeInfo } from './runtime.js';
 import { headRows, maxRelError, toFloat64 } from './tensor.js';
+import { planesToFrames } from './frames.js';
 
 export interface ParityCheck {
   /** e.g. 't2v-a14b-tiny/transformer_forward:output' */
@@ -55,6 +56,17 @@ function exactMismatches(out: TensorData, ref: TensorData): number {
   let n = 0;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
   return n;
+}
+
+/** The uint8 frames [B, F, H, W, 3] lib/video.ts makes of a float video [B, 3, F, H, W] (Video.fromFloat's conversion, row by row). */
+function framesOf(video: TensorData): TensorData {
+  const [b, , f, h, w] = video.shape;
+  const per = 3 * f * h * w;
+  const data = new Uint8Array(b * per);
+  for (let i = 0; i < b; i++) {
+    data.set(planesToFrames((video.data as Float32Array).subarray(i * per, (i + 1) * per), f, h, w), i * per);
+  }
+  return { dtype: 'uint8', shape: [b, f, h, w, 3], data };
 }
 
 function maxAbsError(out: TensorData, ref: TensorData): number {
@@ -181,6 +193,7 @@ async function runCase(c: FixtureCase, options: Required<ParityOptions>): Promis
           sampler: 'unipc',
           recordSteps: true,
           tiled: 'off',
+          returnFloat: true,
         });
         const embedsRef = c.output('prompt_embeds_head');
         check.rel('prompt_embeds_head', headRows(r.promptEmbeds, embedsRef.shape[1]), embedsRef);
@@ -194,6 +207,8 @@ async function runCase(c: FixtureCase, options: Required<ParityOptions>): Promis
         check.rel('final_latents', r.latents, c.output('final_latents'));
         check.rel('decoder_input_latents', r.decoderInput, c.output('decoder_input_latents'));
         check.rel('video', r.video, c.output('video'));
+        // The native uint8 frames, bit for bit those the JS conversion makes of the float video.
+        if (r.video) check.exact('frames', r.frames, framesOf(r.video));
         if (c.json.intermediates?.condition) check.rel('condition', r.condition, c.intermediate('condition'));
         if (c.json.intermediates?.latent_condition) check.rel('latent_condition', r.condition, c.intermediate('latent_condition'));
       } finally {

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import type { CancelToken, NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
+import type { CancelToken, NativeDecodeRequest, NativeGenerateRequest, NativeGenerateResult, NativePipeline, NativePipelineInfo, TensorData } from '../binding.js';
 import { FAMILY_DEFAULTS, type FamilyDefaults } from './defaults.js';
 import { badArgument, LATENTS_KEPT_HINT, WanError } from './errors.js';
 import { fitToArea, imageSize, imageTensor } from './image.js';
@@ -46,7 +46,7 @@ type GenerateDetails = GenerationSettings;
 
 /** A checked decode() call. */
 interface PreparedDecode {
-  request: { latents: TensorData; tiled: NonNullable<NativeGenerateRequest['tiled']> };
+  request: NativeDecodeRequest;
   fps: number;
   returnFloat: boolean;
 }
@@ -308,10 +308,11 @@ export class WanPipeline extends EventEmitter {
   #prepareDecode(latents: TensorData, options: DecodeOptions): PreparedDecode {
     if (options === null || typeof options !== 'object') throw badArgument('options', 'must be an object');
     rejectUnknown(options, DECODE_KEYS, 'decode');
-    const request = { latents: checkTensor(latents, 'latents', 5), tiled: tiledMode(options.tiled) };
+    const request: NativeDecodeRequest = { latents: checkTensor(latents, 'latents', 5), tiled: tiledMode(options.tiled) };
     const fps = options.fps === undefined ? this.defaults.fps : finiteNumber(options.fps, 'fps', 0, 1000, true);
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
     const returnFloat = optionalBoolean(options.returnFloat, 'returnFloat');
+    request.returnFloat = returnFloat;
     return { request, fps, returnFloat };
   }
 
@@ -327,9 +328,9 @@ export class WanPipeline extends EventEmitter {
     const result = await this.#call(options, size, request.tiled, (token, progress) => native.decode(request, token, progress));
     const videos: Video[] = [];
     for (let i = 0; i < result.latents.shape[0]; i++) {
-      const video = Video.fromFloat(sample(result.video, i), fps);
+      const video = framesVideo(result.frames, i, fps);
       video.latents = sample(result.latents, i);
-      if (returnFloat) video.float = sample(result.video, i);
+      if (returnFloat && result.video) video.float = sample(result.video, i);
       videos.push(video);
     }
     return videos;
@@ -342,7 +343,7 @@ export class WanPipeline extends EventEmitter {
     const d = this.defaults;
     const isA14b = this.family !== 'ti2v-5b';
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('onProgress', 'must be a function');
-    optionalBoolean(options.returnFloat, 'returnFloat');
+    const returnFloat = optionalBoolean(options.returnFloat, 'returnFloat');
     const sampler = oneOf(options.sampler ?? 'unipc', 'sampler', ['unipc', 'euler', 'unipc-official'] as const);
     const steps = integer(options.steps ?? d.steps, 'steps', 1, 1000);
     const guidanceScale = finiteNumber(options.guidanceScale ?? d.guidanceScale, 'guidanceScale', 0, 100);
@@ -404,7 +405,7 @@ export class WanPipeline extends EventEmitter {
     // Text conditioning: token ids (encoded natively, cached) or caller-given embeddings.
     const request: NativeGenerateRequest = {
       width, height, numFrames, steps, guidanceScale, guidanceScale2, shift, sampler, seed, numVideosPerPrompt,
-      outputLatents: output === 'latents', tiled,
+      outputLatents: output === 'latents', tiled, returnFloat,
     };
     const cfg = guidanceScale > 1;
     if (options.prompt !== undefined && options.promptEmbeds !== undefined) throw badArgument('prompt', 'and promptEmbeds are exclusive; pass one');
@@ -482,11 +483,19 @@ function sample(t: TensorData, i: number): TensorData {
   return { dtype: t.dtype, shape: [1, ...t.shape.slice(1)], data };
 }
 
+/** Video `i` of the native uint8 frames [B, F, H, W, 3] (a view, no copy); an empty video when there are none (output 'latents'). */
+function framesVideo(frames: TensorData | undefined, i: number, fps: number): Video {
+  if (!frames) return Video.empty(fps);
+  const [, numFrames, height, width] = frames.shape;
+  const per = numFrames * height * width * 3;
+  return new Video({ width, height, fps, numFrames, frames: (frames.data as Uint8Array).subarray(i * per, (i + 1) * per) });
+}
+
 function splitResult(result: NativeGenerateResult, fps: number, returnFloat: boolean, details: GenerateDetails): Video[] {
   const count = result.latents.shape[0];
   const videos: Video[] = [];
   for (let i = 0; i < count; i++) {
-    const video = result.video ? Video.fromFloat(sample(result.video, i), fps) : Video.empty(fps);
+    const video = framesVideo(result.frames, i, fps);
     video.latents = sample(result.latents, i);
     if (returnFloat && result.video) video.float = sample(result.video, i);
     video.settings = result.attentionBackend ? { ...details, attentionBackend: result.attentionBackend } : details;

@@ -10,8 +10,11 @@ import sharp from 'sharp';
 import type { TensorData } from '../binding.js';
 import { badArgument, WanError } from './errors.js';
 import { abortedError, runFfmpeg } from './ffmpeg.js';
+import { planesToFrames } from './frames.js';
 import { describeValue, integer, oneOf, rejectUnknown } from './options.js';
 import type { GenerationSettings } from './types.js';
+
+export { floatToUint8 } from './frames.js';
 
 export type VideoFormat = 'mp4' | 'webm' | 'gif';
 export type VideoQuality = 'high' | 'medium' | 'low';
@@ -96,29 +99,6 @@ export function framePath(pattern: string, index: number): string {
   return path.join(dir, name);
 }
 
-// float32 arithmetic: a single double operation rounded to float32 equals the float32 operation.
-const f32 = Math.fround;
-
-// numpy's round(): half to even.
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/**
- * One value in [-1, 1] -> uint8 exactly as diffusers' VideoProcessor.postprocess_video does it
- * for uint8 frames: denormalize `(x / 2 + 0.5).clamp(0, 1)` in float32, then numpy_to_pil's
- * `(x * 255).round().astype(uint8)` (float32, round half to even). NaN becomes 0.
- * Note: diffusers' export_to_video of 'np' frames and Wan2.2's save_video truncate instead
- * (`(x * 255).astype(uint8)`), which darkens every value by half a level on average; we round.
- */
-export function floatToUint8(x: number): number {
-  const h = f32(f32(f32(x) / 2) + 0.5);
-  if (!(h > 0)) return 0; // also NaN
-  if (h >= 1) return 255;
-  return roundHalfEven(f32(h * 255));
-}
-
 export class Video {
   readonly width: number;
   readonly height: number;
@@ -169,15 +149,8 @@ export class Video {
       throw badArgument('video', `must be float32 or float64, got ${video.dtype}`);
     }
     const [, numFrames, height, width] = shape;
-    const src = video.data;
-    const plane = numFrames * height * width; // one channel of the whole video
-    const out = new Uint8Array(plane * 3);
     // [C, F, H, W] -> [F, H, W, C]
-    for (let c = 0; c < 3; c++) {
-      const base = c * plane;
-      for (let i = 0; i < plane; i++) out[i * 3 + c] = floatToUint8(src[base + i]);
-    }
-    return new Video({ width, height, fps, numFrames, frames: out });
+    return new Video({ width, height, fps, numFrames, frames: planesToFrames(video.data, numFrames, height, width) });
   }
 
   /** Frame `index` as height x width x 3 RGB bytes (a view, not a copy). */

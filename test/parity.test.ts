@@ -21,7 +21,7 @@ describe('parity runner on test/fixtures/wan-tiny', () => {
       expect(report.checks.some((r) => r.name.startsWith(`${c.family}/${c.case}:`)), `${c.family}/${c.case}`).toBe(true);
     }
     for (const pipeline of ['t2v-a14b-tiny/pipeline', 'i2v-a14b-tiny/pipeline', 'ti2v-5b-tiny/pipeline_t2v', 'ti2v-5b-tiny/pipeline_i2v']) {
-      for (const what of ['timesteps', 'expert_per_step', 'latents_per_step', 'final_latents', 'video']) {
+      for (const what of ['timesteps', 'expert_per_step', 'latents_per_step', 'final_latents', 'video', 'frames']) {
         expect(report.checks.find((r) => r.name === `${pipeline}:${what}`)?.ok, `${pipeline}:${what}`).toBe(true);
       }
     }

@@ -21,6 +21,7 @@
 #include "core/tensor_io.h"
 #include "js_tensor.h"
 #include "kernels/modulation.h"
+#include "pipeline/video_frames.h"
 
 #ifdef WAN_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -324,6 +325,15 @@ Napi::Value TestThrow(const Napi::CallbackInfo& info) {
       nullptr, info.Env().Undefined(), nullptr);
 }
 
+// _testToFrames(video, device?) -> uint8 [B, F, H, W, 3]: the pipeline's float video -> frames
+// conversion (videoToFrames), run on `device` (default 'cpu').
+Napi::Value TestToFrames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Tensor video = TensorFromJs(info[0], "video");
+  const std::string device = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
+  return Sync(env, [&] { return TensorToJs(env, videoToFrames(video.to(parseDevice(device)))); });
+}
+
 }  // namespace
 
 void RegisterCore(Napi::Env env, Napi::Object exports) {
@@ -336,6 +346,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   exports.Set("readModelConfig", Napi::Function::New(env, ReadModelConfig, "readModelConfig"));
   exports.Set("_testThrow", Napi::Function::New(env, TestThrow, "_testThrow"));
   exports.Set("_testParseDevice", Napi::Function::New(env, TestParseDevice, "_testParseDevice"));
+  exports.Set("_testToFrames", Napi::Function::New(env, TestToFrames, "_testToFrames"));
 }
 
 }  // namespace wan::addon

@@ -98,6 +98,11 @@ at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what) {
   });
 }
 
+namespace {
+// The { dtype, shape, data } object over `buf`, which holds t's elements as `out`.
+Napi::Object TensorObject(Napi::Env env, const at::Tensor& t, const char* dtype, at::ScalarType out, Napi::ArrayBuffer buf);
+}  // namespace
+
 Napi::Object TensorToJs(Napi::Env env, const at::Tensor& input) {
   at::Tensor t = input.detach();
   const char* dtype;
@@ -133,6 +138,32 @@ Napi::Object TensorToJs(Napi::Env env, const at::Tensor& input) {
   }
   Napi::ArrayBuffer buf(env, raw);
   if (bytes) at::from_blob(dst, t.sizes(), at::TensorOptions().dtype(out)).copy_(t);
+  return TensorObject(env, t, dtype, out, buf);
+}
+
+Napi::Object TensorToJsHandOver(Napi::Env env, at::Tensor tensor) {
+  at::Tensor t = tensor.detach();
+  tensor.reset();
+  const at::ScalarType st = t.scalar_type();
+  if (!t.is_cpu() || !t.is_contiguous() || t.numel() == 0 || (st != at::kFloat && st != at::kByte)) return TensorToJs(env, t);
+  const size_t bytes = static_cast<size_t>(t.numel()) * at::elementSize(st);
+  auto* holder = new at::Tensor(t);
+  napi_value raw;
+  if (napi_create_external_arraybuffer(env, t.data_ptr(), bytes, [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, holder,
+                                       &raw) != napi_ok) {
+    delete holder;
+    bool pending = false;
+    napi_value exception;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &exception);
+    return TensorToJs(env, t);
+  }
+  return TensorObject(env, t, st == at::kFloat ? "float32" : "uint8", st, Napi::ArrayBuffer(env, raw));
+}
+
+namespace {
+
+Napi::Object TensorObject(Napi::Env env, const at::Tensor& t, const char* dtype, at::ScalarType out, Napi::ArrayBuffer buf) {
+  const auto n = static_cast<size_t>(t.numel());
   Napi::Value data;
   switch (out) {
     case at::kFloat: data = Napi::Float32Array::New(env, n, buf, 0); break;
@@ -149,6 +180,8 @@ Napi::Object TensorToJs(Napi::Env env, const at::Tensor& input) {
   o.Set("data", data);
   return o;
 }
+
+}  // namespace
 
 std::string StringOption(const Napi::Object& o, const char* key, const std::string& fallback) {
   Napi::Value v = o.Get(key);

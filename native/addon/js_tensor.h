@@ -21,6 +21,10 @@ at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what);
 // errors (WanError OutOfMemory when the ArrayBuffer cannot be allocated): on the JS thread, call
 // it inside Sync() or an AsyncJob's finish.
 Napi::Object TensorToJs(Napi::Env env, const at::Tensor& tensor);
+// TensorToJs without the copy: JS gets the tensor's own memory (freed when JS lets go of it). Only
+// for a result the engine no longer holds nor writes. Copies where it cannot hand it over (not a
+// contiguous CPU float32/uint8 tensor, or a runtime without external buffers).
+Napi::Object TensorToJsHandOver(Napi::Env env, at::Tensor tensor);
 
 // Option helpers with ERR_WAN_BAD_ARGUMENT messages naming the option.
 std::string StringOption(const Napi::Object& o, const char* key, const std::string& fallback);

@@ -58,18 +58,20 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
     request->sampler = StringOption(o, "sampler", "unipc");
     request->seed = SeedValue(env, NumberOption(o, "seed", 0));
     request->outputLatents = BoolOption(o, "outputLatents", false);
+    request->returnFloat = BoolOption(o, "returnFloat", false);
     request->recordSteps = BoolOption(o, "recordSteps", false);
     TiledOption(o, request->tiledDecode, request->autoTiledDecode);
     auto pipeline = pipeline_;
     return Run(info, [pipeline, request](RunContext& ctx, GenerateResult& result) { pipeline->generateInto(*request, ctx, result); });
   }
 
-  // decode({ latents, tiled }, token?, onProgress?) -> Promise<{ video, decoderInput, latents }>
+  // decode({ latents, tiled, returnFloat }, token?, onProgress?) -> Promise<{ frames, video?, decoderInput, latents }>
   Napi::Value Decode(const Napi::CallbackInfo& info) {
     Napi::Object o = ObjectArg(info, 0, "request");
     auto request = std::make_shared<DecodeRequest>();
     Napi::Value latents = o.Get("latents");
     if (!latents.IsUndefined() && !latents.IsNull()) request->latents = TensorFromJs(latents, "latents");
+    request->returnFloat = BoolOption(o, "returnFloat", false);
     TiledOption(o, request->tiledDecode, request->autoTiledDecode);
     auto pipeline = pipeline_;
     return Run(info, [pipeline, request](RunContext& ctx, GenerateResult& result) { pipeline->decode(*request, ctx, result); });
@@ -92,12 +94,19 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
     Napi::ObjectReference self = Napi::Persistent(Value());
     auto selfRef = std::make_shared<Napi::ObjectReference>(std::move(self));
     return AsyncJob::Start(
-        env, [work, result](RunContext& ctx) { work(ctx, *result); },
+        env,
+        [work, result](RunContext& ctx) {
+          work(ctx, *result);
+          // The float video (returnFloat) to the host here, not on the JS thread when the result is built.
+          if (result->video.defined()) result->video = result->video.to(at::kCPU);
+        },
         [result](Napi::Env env) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
           auto put = [&](const char* key, const at::Tensor& t) {
             if (t.defined()) out.Set(key, TensorToJs(env, t));
           };
+          // The frames are the result's alone: JS gets their memory, no copy.
+          if (result->frames.defined()) out.Set("frames", TensorToJsHandOver(env, std::move(result->frames)));
           put("video", result->video);
           put("latents", result->latents);
           put("decoderInput", result->decoderInput);

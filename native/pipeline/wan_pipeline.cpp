@@ -16,6 +16,7 @@
 #include "models/umt5_encoder.h"
 #include "models/wan_transformer.h"
 #include "models/wan_vae.h"
+#include "pipeline/video_frames.h"
 
 namespace fs = std::filesystem;
 
@@ -451,7 +452,7 @@ void WanPipeline::generateInto(const GenerateRequest& r, const RunContext& ctx, 
   }
 
   // 5. Decode.
-  if (!r.outputLatents) decodeLatents(latents, r.tiledDecode, r.autoTiledDecode, ctx, start, out);
+  if (!r.outputLatents) decodeLatents(latents, r.tiledDecode, r.autoTiledDecode, r.returnFloat, ctx, start, out);
   else reportDone(ctx, start);
 }
 
@@ -464,12 +465,13 @@ void WanPipeline::decode(const DecodeRequest& r, const RunContext& ctx, Generate
                      std::to_string(kMaxVideosPerCall) + " (a Video's latents); got " + (z.defined() ? c10::toString(z.scalar_type()) + std::string(" ") + shapeString(z.sizes()) : "none"));
   out = GenerateResult();
   out.latents = z.to(at::kFloat);
-  decodeLatents(out.latents.to(options_.device), r.tiledDecode, r.autoTiledDecode, ctx, Clock::now(), out);
+  decodeLatents(out.latents.to(options_.device), r.tiledDecode, r.autoTiledDecode, r.returnFloat, ctx, Clock::now(), out);
 }
 
-void WanPipeline::decodeLatents(const at::Tensor& latents, bool tiledDecode, bool autoTiledDecode, const RunContext& ctx,
+void WanPipeline::decodeLatents(const at::Tensor& latents, bool tiledDecode, bool autoTiledDecode, bool returnFloat, const RunContext& ctx,
                                 Clock::time_point start, GenerateResult& out) {
   ctx.checkCancelled();
+  at::Tensor video;
   {
     Visit<WanVae> visit(*vae_, options_.device);
     out.decoderInput = vae_->denormalize(latents.to(options_.vaeDtype));
@@ -477,8 +479,12 @@ void WanPipeline::decodeLatents(const at::Tensor& latents, bool tiledDecode, boo
     tiling.mode = tiledDecode ? TilingOptions::Mode::On : (autoTiledDecode ? TilingOptions::Mode::Auto : TilingOptions::Mode::Off);
     // 'sequential' is for GPUs far smaller than the model: its decode tiles unless told not to.
     if (autoTiledDecode && options_.offload == "sequential" && options_.device.is_cuda()) tiling.mode = TilingOptions::Mode::On;
-    out.video = vae_->decode(out.decoderInput, tiling, &ctx).to(at::kFloat);
+    video = vae_->decode(out.decoderInput, tiling, &ctx);
   }
+  // After the VAE's visit (with offload it has left the device): the frames on the worker thread,
+  // so the caller gets bytes, 4x less than the float video, with nothing left to convert.
+  out.frames = videoToFrames(video);
+  if (returnFloat) out.video = video.to(at::kFloat);
   reportDone(ctx, start);
 }
 

@@ -55,6 +55,7 @@ struct GenerateRequest {
   uint64_t seed = 0;
   at::Tensor latents;         // optional initial noise [B*n, C, F', H', W'] float32
   bool outputLatents = false; // stop after denoising
+  bool returnFloat = false;   // keep the float video beside the uint8 frames
   bool recordSteps = false;   // keep per-step latents and model timesteps (parity runs)
   bool tiledDecode = false;
   bool autoTiledDecode = true;
@@ -63,12 +64,14 @@ struct GenerateRequest {
 // Final latents to decode on their own (WanPipeline::decode): a generation's GenerateResult::latents.
 struct DecodeRequest {
   at::Tensor latents;  // [B, z, F', h, w] float32, the pipeline's normalized space
+  bool returnFloat = false;  // keep the float video beside the uint8 frames
   bool tiledDecode = false;
   bool autoTiledDecode = true;
 };
 
 struct GenerateResult {
-  at::Tensor video;          // [B, 3, F, H, W] float32 in [-1, 1] (empty when outputLatents)
+  at::Tensor frames;         // [B, F, H, W, 3] uint8 RGB on the CPU (videoToFrames; empty when outputLatents)
+  at::Tensor video;          // [B, 3, F, H, W] float32 in [-1, 1], on the device; only with returnFloat
   at::Tensor latents;        // final normalized latents [B, C, F', H', W']
   at::Tensor decoderInput;   // de-normalized latents given to the VAE
   at::Tensor promptEmbeds, negativePromptEmbeds;
@@ -104,8 +107,9 @@ class WanPipeline {
   // ended, out.latents holds the final latents, so a failed decode (out of memory, an abort) loses
   // no work; decode() finishes it.
   void generateInto(const GenerateRequest& request, const RunContext& ctx, GenerateResult& out);
-  // Decodes final latents to video: fills out.video ([B, 3, F, H, W] float32 in [-1, 1]) and
-  // out.decoderInput, as generate()'s decode step does (same tiling rule, same progress events).
+  // Decodes final latents to video: fills out.frames (uint8 [B, F, H, W, 3]), out.video with
+  // returnFloat ([B, 3, F, H, W] float32 in [-1, 1]) and out.decoderInput, as generate()'s decode
+  // step does (same tiling rule, same progress events).
   void decode(const DecodeRequest& request, const RunContext& ctx, GenerateResult& out);
 
   ModelFamily family() const { return family_; }
@@ -128,8 +132,8 @@ class WanPipeline {
   // text, from the prompt cache or encoded in one visit of the text encoder to its device.
   std::vector<at::Tensor> encodeTexts(const std::vector<TokenizedText>& texts, const RunContext& ctx);
   void validate(const GenerateRequest& r) const;
-  // The decode step: VAE visit, de-normalization, the tiling rule, the "done" event.
-  void decodeLatents(const at::Tensor& latents, bool tiledDecode, bool autoTiledDecode, const RunContext& ctx,
+  // The decode step: VAE visit, de-normalization, the tiling rule, the uint8 frames, the "done" event.
+  void decodeLatents(const at::Tensor& latents, bool tiledDecode, bool autoTiledDecode, bool returnFloat, const RunContext& ctx,
                      std::chrono::steady_clock::time_point start, GenerateResult& out);
   void updateResidentWeightBytes();
 
