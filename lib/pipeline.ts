@@ -292,9 +292,11 @@ export class WanPipeline extends EventEmitter {
     };
     try {
       const result = await call(token, progress);
-      // It threw at the last event, after the work was done: the work is on the error.
-      if (listenerError) listenerError.latents = result.latents;
-      if (listenerError) throw listenerError;
+      if (listenerError) {
+        // It threw at the last event, after the work was done: the work is on the error.
+        listenerError.latents = result.latents;
+        throw listenerError;
+      }
       return result;
     } catch (err) {
       if (listenerError && err !== listenerError) listenerError.latents ??= (err as WanError)?.latents;

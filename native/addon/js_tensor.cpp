@@ -99,8 +99,38 @@ at::Tensor TensorFromJs(const Napi::Value& value, const std::string& what) {
 }
 
 namespace {
+
 // The { dtype, shape, data } object over `buf`, which holds t's elements as `out`.
-Napi::Object TensorObject(Napi::Env env, const at::Tensor& t, const char* dtype, at::ScalarType out, Napi::ArrayBuffer buf);
+Napi::Object TensorObject(Napi::Env env, const at::Tensor& t, const char* dtype, at::ScalarType out, Napi::ArrayBuffer buf) {
+  const auto n = static_cast<size_t>(t.numel());
+  Napi::Value data;
+  switch (out) {
+    case at::kFloat: data = Napi::Float32Array::New(env, n, buf, 0); break;
+    case at::kDouble: data = Napi::Float64Array::New(env, n, buf, 0); break;
+    case at::kLong: data = Napi::TypedArrayOf<int64_t>::New(env, n, buf, 0, napi_bigint64_array); break;
+    case at::kInt: data = Napi::Int32Array::New(env, n, buf, 0); break;
+    default: data = Napi::Uint8Array::New(env, n, buf, 0); break;
+  }
+  Napi::Array shape = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("dtype", dtype);
+  o.Set("shape", shape);
+  o.Set("data", data);
+  return o;
+}
+
+// `data` handed to JS as an external ArrayBuffer that calls `finalize(hint)` when collected; null
+// where the runtime allows none (Electron's V8 sandbox): the caller then copies into V8's own.
+napi_value ExternalBuffer(Napi::Env env, void* data, size_t bytes, napi_finalize finalize, void* hint) {
+  napi_value raw;
+  if (napi_create_external_arraybuffer(env, data, bytes, finalize, hint, &raw) == napi_ok) return raw;
+  bool pending = false;
+  napi_value exception;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &exception);
+  return nullptr;
+}
+
 }  // namespace
 
 Napi::Object TensorToJs(Napi::Env env, const at::Tensor& input) {
@@ -127,13 +157,9 @@ Napi::Object TensorToJs(Napi::Env env, const at::Tensor& input) {
   if (!dst)
     throw WanError(ErrorCode::OutOfMemory, "out of memory: the result needs " + std::to_string(bytes) +
                                                " bytes of host memory, which could not be allocated; use a smaller size, fewer frames or fewer videos");
-  napi_value raw;
-  if (napi_create_external_arraybuffer(env, dst, bytes, [](napi_env, void* data, void*) { std::free(data); }, nullptr, &raw) != napi_ok) {
+  napi_value raw = ExternalBuffer(env, dst, bytes, [](napi_env, void* data, void*) { std::free(data); }, nullptr);
+  if (!raw) {
     std::free(dst);
-    // Runtimes without external buffers (Electron's V8 sandbox): V8's own allocation.
-    bool pending = false;
-    napi_value exception;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &exception);
     NAPI_THROW_IF_FAILED(env, napi_create_arraybuffer(env, bytes, &dst, &raw), Napi::Object());
   }
   Napi::ArrayBuffer buf(env, raw);
@@ -148,40 +174,14 @@ Napi::Object TensorToJsHandOver(Napi::Env env, at::Tensor tensor) {
   if (!t.is_cpu() || !t.is_contiguous() || t.numel() == 0 || (st != at::kFloat && st != at::kByte)) return TensorToJs(env, t);
   const size_t bytes = static_cast<size_t>(t.numel()) * at::elementSize(st);
   auto* holder = new at::Tensor(t);
-  napi_value raw;
-  if (napi_create_external_arraybuffer(env, t.data_ptr(), bytes, [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, holder,
-                                       &raw) != napi_ok) {
+  napi_value raw = ExternalBuffer(env, t.data_ptr(), bytes, [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, holder);
+  if (!raw) {
     delete holder;
-    bool pending = false;
-    napi_value exception;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &exception);
     return TensorToJs(env, t);
   }
   return TensorObject(env, t, st == at::kFloat ? "float32" : "uint8", st, Napi::ArrayBuffer(env, raw));
 }
 
-namespace {
-
-Napi::Object TensorObject(Napi::Env env, const at::Tensor& t, const char* dtype, at::ScalarType out, Napi::ArrayBuffer buf) {
-  const auto n = static_cast<size_t>(t.numel());
-  Napi::Value data;
-  switch (out) {
-    case at::kFloat: data = Napi::Float32Array::New(env, n, buf, 0); break;
-    case at::kDouble: data = Napi::Float64Array::New(env, n, buf, 0); break;
-    case at::kLong: data = Napi::TypedArrayOf<int64_t>::New(env, n, buf, 0, napi_bigint64_array); break;
-    case at::kInt: data = Napi::Int32Array::New(env, n, buf, 0); break;
-    default: data = Napi::Uint8Array::New(env, n, buf, 0); break;
-  }
-  Napi::Array shape = Napi::Array::New(env, t.dim());
-  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("dtype", dtype);
-  o.Set("shape", shape);
-  o.Set("data", data);
-  return o;
-}
-
-}  // namespace
 
 std::string StringOption(const Napi::Object& o, const char* key, const std::string& fallback) {
   Napi::Value v = o.Get(key);
