@@ -113,7 +113,10 @@ export interface NativeVae {
   /** video [B,3,F,H,W] in [-1,1], F = 4k+1 -> posterior mean, logvar (clamped) and normalized mean. */
   encode(video: TensorData, options?: VaeTilingOptions, token?: CancelToken, onProgress?: ProgressCallback): Promise<{ mean: TensorData; logvar: TensorData; normalized: TensorData }>;
   /** normalized latents [B,z,F',H',W'] -> de-normalized latents and float32 video [B,3,F,H,W] clamped to [-1,1]. */
-  decode(latents: TensorData, options?: VaeTilingOptions, token?: CancelToken, onProgress?: ProgressCallback): Promise<{ denormalized: TensorData; video: TensorData }>;
+  decode(latents: TensorData, options?: VaeTilingOptions & { output?: 'video' }, token?: CancelToken, onProgress?: ProgressCallback): Promise<{ denormalized: TensorData; video: TensorData }>;
+  /** output 'frames': uint8 frames [B,F,H,W,3] RGB instead of the float video, made on the worker thread
+   *  as NativeDecodeResult's `frames` are. */
+  decode(latents: TensorData, options: VaeTilingOptions & { output: 'frames' }, token?: CancelToken, onProgress?: ProgressCallback): Promise<{ denormalized: TensorData; frames: TensorData }>;
   info(): { zDim: number; version: '2.1' | '2.2'; scaleFactorSpatial: number; scaleFactorTemporal: number; parameterCount: number; dtype: string; device: string };
   dispose(): void;
 }

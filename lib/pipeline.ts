@@ -487,10 +487,7 @@ function sample(t: TensorData, i: number): TensorData {
 
 /** Video `i` of the native uint8 frames [B, F, H, W, 3] (a view, no copy); an empty video when there are none (output 'latents'). */
 function framesVideo(frames: TensorData | undefined, i: number, fps: number): Video {
-  if (!frames) return Video.empty(fps);
-  const [, numFrames, height, width] = frames.shape;
-  const per = numFrames * height * width * 3;
-  return new Video({ width, height, fps, numFrames, frames: (frames.data as Uint8Array).subarray(i * per, (i + 1) * per) });
+  return frames ? Video.fromFrames(frames, fps, i) : Video.empty(fps);
 }
 
 function splitResult(result: NativeGenerateResult, fps: number, returnFloat: boolean, details: GenerateDetails): Video[] {

@@ -153,6 +153,17 @@ export class Video {
     return new Video({ width, height, fps, numFrames, frames: planesToFrames(video.data, numFrames, height, width) });
   }
 
+  /** Video `index` of uint8 frames [B, F, H, W, 3] RGB (as the native decode makes them): a view, not a copy. */
+  static fromFrames(frames: TensorData, fps: number, index = 0): Video {
+    if (frames.shape.length !== 5 || frames.shape[4] !== 3 || !(frames.data instanceof Uint8Array)) {
+      throw badArgument('frames', `must be uint8 [B, F, H, W, 3] RGB, got ${frames.dtype} [${frames.shape}]`);
+    }
+    const [count, numFrames, height, width] = frames.shape;
+    if (!Number.isInteger(index) || index < 0 || index >= count) throw badArgument('index', `must be an integer in [0, ${count - 1}], got ${index}`);
+    const per = numFrames * height * width * 3;
+    return new Video({ width, height, fps, numFrames, frames: frames.data.subarray(index * per, (index + 1) * per) });
+  }
+
   /** Frame `index` as height x width x 3 RGB bytes (a view, not a copy). */
   frame(index: number): Uint8Array {
     if (!Number.isInteger(index) || index < 0 || index >= this.numFrames) {

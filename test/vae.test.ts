@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import type { NativeVae, TensorData } from '../binding.js';
+import { planesToFrames } from '../lib/frames.js';
 import { native } from '../lib/native.js';
 import { maxRelError, numel } from '../lib/tensor.js';
 import { FIXTURES, fixtureCase } from './helpers/fixtures.js';
@@ -70,6 +71,21 @@ describe('Wan VAE parity (float32, CPU) with the reference', () => {
       // progress per latent frame (events may still be in flight when the promise settles)
       expect(events.length).toBeGreaterThan(0);
       expect(events[0]).toMatchObject({ stage: 'decode', step: 1, totalSteps: c.input('latents').shape[2] });
+    });
+
+    it(`${family}: vae_decode with output 'frames' -> the uint8 frames of its float video`, async () => {
+      const c = await fixtureCase(family, 'vae_decode');
+      const vae = await vaeOf(family);
+      const { video } = await vae.decode(c.input('latents'));
+      const r = await vae.decode(c.input('latents'), { output: 'frames' });
+      expect(r).not.toHaveProperty('video');
+      const [b, , f, h, w] = video.shape;
+      expect(r.frames).toMatchObject({ dtype: 'uint8', shape: [b, f, h, w, 3] });
+      // the JS reference formula, video by video ([3,F,H,W] planes -> F x H x W x RGB)
+      const per = 3 * f * h * w;
+      const expected = new Uint8Array(b * per);
+      for (let i = 0; i < b; i++) expected.set(planesToFrames((video.data as Float32Array).subarray(i * per, (i + 1) * per), f, h, w), i * per);
+      expect(Buffer.from(r.frames.data as Uint8Array).equals(Buffer.from(expected))).toBe(true);
     });
   }
 
@@ -249,6 +265,7 @@ describe('Wan VAE bad input', () => {
     await expectBadArgument(vae.decode(latents, { tiled: true, tileOverlap: 256 }), /tileOverlap/);
     // option parsing errors are thrown synchronously by the binding
     await expectBadArgument(Promise.resolve().then(() => vae.decode(latents, { tiled: 'sometimes' as any })), /'tiled'/);
+    await expectBadArgument(Promise.resolve().then(() => vae.decode(latents, { output: 'uint8' as any })), /'output' must be 'video' or 'frames'/);
   });
 
   it('a missing or mis-shaped tensor is ERR_WAN_BAD_CHECKPOINT naming it', async () => {

@@ -45,12 +45,13 @@ export async function runDecode(file: string, flags: DecodeFlags): Promise<numbe
     const vae = await n.loadVae(path.join(modelDir, 'vae'), { device: flags.device ?? 'cpu' }, token);
     let decoded;
     try {
-      decoded = await vae.decode(latents, { tiled: flags.tiled ? true : 'auto' }, token, (e) => reporter.event(e as ProgressEvent));
+      // Frames made on the worker thread: no float video crosses to JS, nothing blocks the event loop.
+      decoded = await vae.decode(latents, { tiled: flags.tiled ? true : 'auto', output: 'frames' }, token, (e) => reporter.event(e as ProgressEvent));
     } finally {
       vae.dispose();
     }
     reporter.stop();
-    const video = Video.fromFloat(decoded.video, fps ?? FAMILY_DEFAULTS[model.family].fps);
+    const video = Video.fromFrames(decoded.frames, fps ?? FAMILY_DEFAULTS[model.family].fps);
     reporter.note(`saving ${flags.out}`);
     await video.save(flags.out, { signal: controller.signal });
     const out = path.resolve(flags.out);

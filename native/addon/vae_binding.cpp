@@ -1,5 +1,6 @@
 // loadVae(dir, {device, dtype}, token?) -> NativeVae { encode, decode, info, dispose } (binding.d.ts).
-// decode takes the pipeline's normalized latents; encode returns the normalized mean too.
+// decode takes the pipeline's normalized latents (and can return uint8 frames); encode returns the
+// normalized mean too.
 #include <memory>
 
 #include "async_job.h"
@@ -7,6 +8,7 @@
 #include "js_tensor.h"
 #include "model_wrap.h"
 #include "models/wan_vae.h"
+#include "pipeline/video_frames.h"
 
 namespace wan::addon {
 
@@ -76,24 +78,33 @@ class NativeVae : public ModelWrap<NativeVae, WanVae> {
         cancel, info.Length() > 3 ? info[3] : info.Env().Undefined());
   }
 
-  // decode(normalizedLatents, options?, token?, onProgress?) -> { denormalized, video }
+  // decode(normalizedLatents, options?, token?, onProgress?) -> { denormalized, video } or, with
+  // options.output 'frames', { denormalized, frames }: uint8 frames made on the worker thread, so a
+  // caller that only saves the video neither converts it on the JS thread nor receives the floats.
   Napi::Value Decode(const Napi::CallbackInfo& info) {
     at::Tensor latents = TensorFromJs(info[0], "latents");
-    TilingOptions tiling = ParseTiling(ObjectArg(info, 1, "options"));
+    Napi::Object options = ObjectArg(info, 1, "options");
+    TilingOptions tiling = ParseTiling(options);
+    const std::string output = StringOption(options, "output", "video");
+    if (output != "video" && output != "frames")
+      throw MakeError(info.Env(), ErrorCode::BadArgument, "option 'output' must be 'video' or 'frames'");
+    const bool frames = output == "frames";
     auto cancel = CancelToken::FromArg(info, 2);
     auto vae = model_;
     auto denormalized = std::make_shared<at::Tensor>();
     auto video = std::make_shared<at::Tensor>();
     return StartCall(
         info,
-        [vae, latents, tiling, denormalized, video](RunContext& ctx) {
+        [vae, latents, tiling, frames, denormalized, video](RunContext& ctx) {
           *denormalized = vae->denormalize(latents);
           *video = vae->decode(*denormalized, tiling, &ctx);
+          if (frames) *video = videoToFrames(*video);
         },
-        [denormalized, video](Napi::Env env) -> Napi::Value {
+        [denormalized, video, frames](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("denormalized", TensorToJs(env, denormalized->cpu()));
-          o.Set("video", TensorToJs(env, *video));
+          if (frames) o.Set("frames", TensorToJsHandOver(env, std::move(*video)));
+          else o.Set("video", TensorToJs(env, *video));
           return o;
         },
         cancel, info.Length() > 3 ? info[3] : info.Env().Undefined());
