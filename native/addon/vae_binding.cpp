@@ -67,12 +67,16 @@ class NativeVae : public ModelWrap<NativeVae, WanVae> {
         [vae, video, tiling, result, normalized](RunContext& ctx) {
           *result = vae->encode(video, tiling, &ctx);
           *normalized = vae->normalize(result->mean);
+          // To the host here: a device-to-host copy on the JS thread would block its event loop.
+          result->mean = result->mean.cpu();
+          result->logvar = result->logvar.cpu();
+          *normalized = normalized->cpu();
         },
         [result, normalized](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
-          o.Set("mean", TensorToJs(env, result->mean.cpu()));
-          o.Set("logvar", TensorToJs(env, result->logvar.cpu()));
-          o.Set("normalized", TensorToJs(env, normalized->cpu()));
+          o.Set("mean", TensorToJs(env, result->mean));
+          o.Set("logvar", TensorToJs(env, result->logvar));
+          o.Set("normalized", TensorToJs(env, *normalized));
           return o;
         },
         cancel, info.Length() > 3 ? info[3] : info.Env().Undefined());
@@ -98,11 +102,13 @@ class NativeVae : public ModelWrap<NativeVae, WanVae> {
         [vae, latents, tiling, frames, denormalized, video](RunContext& ctx) {
           *denormalized = vae->denormalize(latents);
           *video = vae->decode(*denormalized, tiling, &ctx);
-          if (frames) *video = videoToFrames(*video);
+          // To the host here: a device-to-host copy on the JS thread would block its event loop.
+          *video = frames ? videoToFrames(*video) : video->cpu();
+          *denormalized = denormalized->cpu();
         },
         [denormalized, video, frames](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
-          o.Set("denormalized", TensorToJs(env, denormalized->cpu()));
+          o.Set("denormalized", TensorToJs(env, *denormalized));
           if (frames) o.Set("frames", TensorToJsHandOver(env, std::move(*video)));
           else o.Set("video", TensorToJs(env, *video));
           return o;
