@@ -33,19 +33,32 @@ export function maxRelError(out: TensorData, ref: TensorData): number {
   let maxRef = 0;
   for (let i = 0; i < b.length; i++) {
     const d = Math.abs(a[i] - b[i]);
-    if (!(d <= maxDiff)) maxDiff = d; // NaN propagates as a failure
+    if (Number.isNaN(d)) return Number.POSITIVE_INFINITY; // a NaN anywhere fails any tolerance
+    if (d > maxDiff) maxDiff = d;
     const r = Math.abs(b[i]);
     if (r > maxRef) maxRef = r;
   }
-  if (Number.isNaN(maxDiff)) return Number.POSITIVE_INFINITY;
   return maxRef === 0 ? maxDiff : maxDiff / maxRef;
 }
 
 /** Rows [0, rows) along dim 1 of a [B, S, D] tensor (fixtures store prompt embeddings' head). */
 export function headRows(t: TensorData, rows: number): TensorData {
+  if (t.shape.length !== 3 || t.shape[1] < rows) throw new Error(`expected [B, S >= ${rows}, D], got [${t.shape}]`);
   const [b, s, d] = t.shape;
   const src = toFloat64(t);
   const out = new Float64Array(b * rows * d);
   for (let i = 0; i < b; i++) out.set(src.subarray(i * s * d, i * s * d + rows * d), i * rows * d);
   return { dtype: 'float64', shape: [b, rows, d], data: out };
+}
+
+/** Values of a [B, S, D] tensor at rows >= `from` along dim 1 that are not exactly 0 (NaN counts). */
+export function nonZeroPastRow(t: TensorData, from: number): number {
+  if (t.shape.length !== 3) throw new Error(`expected [B, S, D], got [${t.shape}]`);
+  const [b, s, d] = t.shape;
+  const src = toFloat64(t);
+  let n = 0;
+  for (let i = 0; i < b; i++) {
+    for (let j = i * s * d + from * d; j < (i + 1) * s * d; j++) if (src[j] !== 0) n++;
+  }
+  return n;
 }

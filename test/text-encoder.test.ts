@@ -72,6 +72,8 @@ describe('UMT5 text encoder parity (float32, CPU)', () => {
     const tol = c.json.tolerance.fp32 as number;
     const out = await encoder.encode(c.input('input_ids'), c.input('attention_mask'));
     expect(out.lastHiddenState.shape).toEqual([2, 512, 32]);
+    // padded to max_sequence_length: headRows would zero-fill a shorter tensor and hide it
+    expect(out.promptEmbeds.shape).toEqual([2, 512, 32]);
     const errHidden = maxRelError(out.lastHiddenState, c.output('last_hidden_state'));
     const errHead = maxRelError(headRows(out.promptEmbeds, 64), c.output('prompt_embeds_head'));
     console.log(`text_encoder parity: last_hidden_state ${errHidden.toExponential(2)}, prompt_embeds_head ${errHead.toExponential(2)} (fp32 tol ${tol})`);
@@ -105,6 +107,8 @@ describe('UMT5 text encoder parity (float32, CPU)', () => {
       for (const which of ['prompt', 'negative_prompt']) {
         const out = await own.encode(c.input(`${which}_input_ids`), c.input(`${which}_attention_mask`));
         const ref = c.output(`${which}_embeds_head`);
+        // [1, 512, D]: with fewer rows, headRows would zero-fill the head and the tail check below be vacuous.
+        expect(out.promptEmbeds.shape).toEqual([1, 512, 32]);
         const err = maxRelError(headRows(out.promptEmbeds, 64), ref);
         console.log(`${family}/${caseName} ${which}_embeds_head: ${err.toExponential(2)}`);
         expect(err).toBeLessThanOrEqual(tol);
