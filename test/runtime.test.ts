@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 import { runtimeInfo } from '../lib/index.js';
 import { native, nativePath } from '../lib/native.js';
-import { ROOT } from './helpers/cli.js';
+import { buildCli, ROOT } from './helpers/cli.js';
 
 describe('runtimeInfo', () => {
   it('names the libtorch, the flavour, the devices and the addon file', () => {
@@ -79,6 +79,8 @@ describe('setAllowTF32 (the parity runs turn TF32 off)', () => {
 
 describe('an addon whose libtorch is missing', () => {
   it('is ERR_WAN_NO_LIBTORCH naming the file tried and the library that is missing', () => {
+    // The child imports dist/lib: compile it from lib/ first, not whatever an earlier build left there.
+    buildCli();
     // A copy of this build's addon that needs a library no machine has: its libtorch soname with
     // one letter changed (same length, so the ELF stays valid).
     const addon = readFileSync(nativePath());

@@ -57,12 +57,16 @@ void hostArena() {
   check(wan::HostArena::forTotal(false, int64_t{100} << 30).copy(a).storage().nbytes() == static_cast<size_t>(wan::HostArena::kDefaultChunkBytes),
         "a large total still comes in default-sized chunks");
 
-  // Page-locked memory refused (here: a CPU-only libtorch has none): the arena goes on unpinned.
+  // Page-locked memory refused (a CPU-only libtorch has none): the arena goes on unpinned. With
+  // CUDA the same arena is page-locked.
+  wan::HostArena asked(/*pin=*/true, /*chunkBytes=*/896);
+  at::Tensor ra = asked.copy(a), rc = asked.copy(c);
   if (!at::hasCUDA()) {
-    wan::HostArena refused(/*pin=*/true, /*chunkBytes=*/896);
-    at::Tensor ra = refused.copy(a), rc = refused.copy(c);
-    check(at::equal(ra, a) && at::equal(rc, c) && refused.unpinnedBytes() == 896 + 2048 && !ra.is_pinned(),
+    check(at::equal(ra, a) && at::equal(rc, c) && asked.unpinnedBytes() == 896 + 2048 && !ra.is_pinned(),
           "pinning refused: copies land in ordinary memory, counted as unpinned");
+  } else {
+    check(at::equal(ra, a) && at::equal(rc, c) && asked.unpinnedBytes() == 0 && ra.is_pinned() && rc.is_pinned(),
+          "pinning available: copies land in page-locked memory");
   }
 }
 
@@ -177,10 +181,10 @@ void vaeWeights(const std::string& fixtures) {
   }
 }
 
-// A visit that fails part way (here: CUDA on a CPU-only libtorch fails at the first weight; on a
-// GPU out of memory would fail later) puts every weight back and is not active.
+// A visit that fails part way puts every weight back and is not active. Here it fails at the first
+// weight: cuda:120 exists nowhere (a CPU-only libtorch has no CUDA at all); on a GPU, running out
+// of memory would fail later.
 void failedVisit() {
-  if (at::hasCUDA()) return;
   std::vector<at::Tensor> weights{at::ones({2}), at::zeros({3})};
   const void* first = weights[0].data_ptr();
   auto forEach = [&](const wan::DeviceVisit::WeightFn& fn) {
@@ -189,7 +193,7 @@ void failedVisit() {
   wan::DeviceVisit visit;
   bool threw = false;
   try {
-    visit.enter(forEach, at::kCPU, at::Device(at::kCUDA, 0));
+    visit.enter(forEach, at::kCPU, at::Device(at::kCUDA, 120));
   } catch (const std::exception&) {
     threw = true;
   }
