@@ -223,7 +223,11 @@ export interface NativePipelineInfo {
   textDim: number;
   device: string;
   dtype: string;
+  /** Entries of the prompt-embedding cache (at most 4; one per encoded prompt tensor, a batch is one). */
   cachedPrompts: number;
+  /** Prompts the text encoder has encoded since the load (each negative prompt and batch row counts;
+   *  prompts served from the cache do not). */
+  encodedPrompts: number;
   offload: 'none' | 'model' | 'sequential';
   /** DiT and VAE weight bytes that stay on `device` between generations ('model': 0; host copies not counted). */
   residentWeightBytes: number;

@@ -149,6 +149,7 @@ class Pipeline : public Napi::ObjectWrap<Pipeline> {
     o.Set("device", p.options().device.str());
     o.Set("dtype", dtypeToName(p.options().dtype));
     o.Set("cachedPrompts", Napi::Number::New(env, static_cast<double>(p.cachedPrompts())));
+    o.Set("encodedPrompts", Napi::Number::New(env, static_cast<double>(p.encodedPrompts())));
     o.Set("offload", p.options().offload);
     o.Set("residentWeightBytes", Napi::Number::New(env, static_cast<double>(p.residentWeightBytes())));
     return o;

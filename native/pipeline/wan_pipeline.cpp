@@ -238,6 +238,7 @@ std::vector<at::Tensor> WanPipeline::encodeTexts(const std::vector<TokenizedText
       at::Tensor hidden = textEncoder_->encode(texts[i].ids.to(device), mask, &ctx);
       embeds[i] = zeroPastPromptLengths(hidden, mask).to(at::kCPU);
       promptCache_.put(keys[i], embeds[i]);
+      encodedPrompts_ += texts[i].ids.size(0);
     }
   }
   // With offload, the encoder's memory goes back to the driver: the experts upload on their own

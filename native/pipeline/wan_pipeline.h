@@ -120,6 +120,8 @@ class WanPipeline {
   const PipelineOptions& options() const { return options_; }
   int64_t textDim() const;
   size_t cachedPrompts() const { return promptCache_.size(); }
+  // Prompts (and negative prompts) the text encoder has encoded since the load: the cache's misses.
+  int64_t encodedPrompts() const { return encodedPrompts_.load(); }
   // Bytes of DiT and VAE weights that stay on the device between generations: all of them with
   // offload 'none', the DiT's outer layers with 'sequential', none with 'model' (host copies are not
   // counted). Updated when a load or a generation ends, so any thread may read it.
@@ -147,6 +149,7 @@ class WanPipeline {
   std::unique_ptr<WanVae> vae_;
   PromptCache promptCache_;
   std::atomic<int64_t> residentWeightBytes_{0};
+  std::atomic<int64_t> encodedPrompts_{0};
 };
 
 }  // namespace wan
