@@ -61,6 +61,10 @@ async function storedRgb(image: ImageInput): Promise<{ rgb: Uint8Array; width: n
   }
 }
 
+// Byte -> [-1, 1] as diffusers' VaeImageProcessor computes it, in float32 at each step:
+// `astype(float32) / 255`, then `2 * x - 1` (Math.fround of one double operation is the float32 one).
+const UNIT_RANGE = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(Math.fround(v / 255) * 2) - 1));
+
 /** [1, 3, height, width] float32 in [-1, 1], resized as the reference does (Pillow's LANCZOS). */
 export async function imageTensor(image: ImageInput, width: number, height: number): Promise<TensorData> {
   const stored = await storedRgb(image);
@@ -68,7 +72,7 @@ export async function imageTensor(image: ImageInput, width: number, height: numb
   const plane = width * height;
   const out = new Float32Array(3 * plane);
   for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) out[c * plane + i] = (raw[i * 3 + c] / 255) * 2 - 1;
+    for (let c = 0; c < 3; c++) out[c * plane + i] = UNIT_RANGE[raw[i * 3 + c]];
   }
   return { dtype: 'float32', shape: [1, 3, height, width], data: out };
 }

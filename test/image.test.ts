@@ -14,15 +14,31 @@ const manifest: { cases: Array<{ input: string; width: number; height: number; r
   readFileSync(path.join(DIR, 'manifest.json'), 'utf8'),
 );
 
+/** A byte in [-1, 1] as diffusers computes it with numpy/torch float32: (v / 255) then 2 * x - 1, each
+ *  operation rounded to float32 (what Math.fround of the one double operation gives). */
+const unitRange = (v: number) => Math.fround(Math.fround(Math.fround(v / 255) * 2) - 1);
+
 async function referenceTensor(file: string) {
   const { data, info } = await sharp(path.join(DIR, file), { ignoreIcc: true }).raw().toBuffer({ resolveWithObject: true });
   const plane = info.width * info.height;
   const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) for (let c = 0; c < 3; c++) out[c * plane + i] = (data[i * 3 + c] / 255) * 2 - 1;
+  for (let i = 0; i < plane; i++) for (let c = 0; c < 3; c++) out[c * plane + i] = unitRange(data[i * 3 + c]);
   return out;
 }
 
 describe('conditioning image', () => {
+  it('every byte value becomes exactly the float32 value diffusers makes of it', async () => {
+    const width = 256;
+    const data = new Uint8Array(width * 3);
+    for (let x = 0; x < width; x++) data.fill(x, x * 3, x * 3 + 3);
+    const t = await imageTensor({ data, width, height: 1, channels: 3 }, width, 1);
+    const got = Array.from((t.data as Float32Array).subarray(0, width));
+    // numpy printed -0.9921568632125854 for 1 (np.float32(1) / 255 * 2 - 1); 128 of the 256 values
+    // differ by one float32 ulp from the float64 formula rounded once.
+    expect(got[1]).toBe(-0.9921568632125854);
+    expect(got).toEqual(Array.from({ length: width }, (_, v) => unitRange(v)));
+  });
+
   for (const c of manifest.cases) {
     it(`${c.input} at ${c.width}x${c.height} equals the reference (Pillow) exactly`, async () => {
       const ours = await imageTensor(path.join(DIR, c.input), c.width, c.height);
