@@ -23,14 +23,15 @@ function positiveFinite(v: unknown): boolean {
   return typeof v === 'number' && Number.isFinite(v) && v > 0;
 }
 
-// The DiT forward FLOPs of wan_bench's comment, for the small config (dim 128, ffn 256, 2 layers,
-// patch 1x2x2, 16 channels in and out, text dim 64, 512 text tokens).
-function smallDitForwardFlops(tokens: number): number {
-  const d = 128, f = 256, n = 2, l = 512, textDim = 64, patch = 4;
-  const linear = 2 * tokens * (n * (6 * d * d + 2 * d * f) + 16 * patch * d + d * 16 * patch) + 2 * l * (n * 2 * d * d + textDim * d + d * d);
-  const attention = 4 * n * tokens * tokens * d + 4 * n * tokens * l * d;
-  return linear + attention;
-}
+// PyTorch's FLOP counter (torch.utils.flop_counter) on the reference modules (diffusers
+// WanTransformer3DModel, transformers UMT5EncoderModel) at wan_bench's configs, on the meta device:
+// test/fixtures/flops/make.py wrote it.
+const REFERENCE_FLOPS = JSON.parse(readFileSync(path.join(ROOT, 'test', 'fixtures', 'flops', 'reference.json'), 'utf8'));
+const flopsOnly = (args: string[]) => {
+  const p = spawnSync(path.join(binDir, 'wan_bench'), ['--flops-only', ...args], { encoding: 'utf8' });
+  expect(p.status, p.stderr).toBe(0);
+  return JSON.parse(p.stdout.trim());
+};
 
 describe('npm run bench (wan_bench, small config on the CPU)', () => {
   it('prints one JSON line with positive finite timings, FLOPs, rates and peaks', () => {
@@ -67,8 +68,12 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     expect(v).toMatchObject({ counted: 'untiled', tiled: null });
     expect(v.tiled_estimate_bytes).toBe(r.vae_decode.tiled.estimate_bytes);
     expect(v.untiled.iters).toBe(1);
-    // A step with CFG is two forwards; the count follows the stated formula.
-    expect(r.dit_step.flops).toBeCloseTo(2 * smallDitForwardFlops(r.tokens), -3);
+    // The timed run reports the counts --flops-only prints (checked against the reference below).
+    const counted = flopsOnly(['--model', 'small']);
+    expect(r.dit_step.flops_linear).toBe(counted.dit_step.linear);
+    expect(r.dit_step.flops_attention).toBe(counted.dit_step.attention);
+    expect(r.text_encode.flops_linear).toBe(counted.text_encode.linear);
+    expect(r.text_encode.flops_attention).toBe(counted.text_encode.attention);
     expect(r.end_to_end_seconds).toBeCloseTo(r.text_encode.seconds_min + 40 * r.dit_step.seconds_min + r.vae_decode.seconds_min, 3);
   });
 
@@ -172,6 +177,48 @@ describe('npm run bench (wan_bench, small config on the CPU)', () => {
     expect(p.status, p.stderr).toBe(0);
     expect(JSON.parse(p.stdout.trim()).dit_step.seconds_min).toBeGreaterThan(0);
     expect(p.stderr).not.toMatch(/warning/i);
+  });
+
+  // The counted FLOPs against PyTorch's counter on the reference modules, at the small config and
+  // the real ones (which --flops-only counts without allocating or running anything). Exact: both
+  // count the same matrix products (2 FLOPs per multiply-add; elementwise work left out by both),
+  // and every count here is an integer below 2^53, exact in a double.
+  it('--flops-only counts exactly what PyTorch\'s FLOP counter counts on the reference modules', () => {
+    const cases: [string, string[], string][] = [
+      ['dit_small', ['--model', 'small'], 'text_small'],
+      ['dit_a14b_1280x720x81', ['--model', 'a14b'], 'text_umt5_xxl'],
+      ['dit_a14b_832x480x81', ['--model', 'a14b', '--width', '832', '--height', '480'], 'text_umt5_xxl'],
+      ['dit_ti2v5b_1280x704x121', ['--model', 'ti2v5b'], 'text_umt5_xxl'],
+    ];
+    for (const [name, args, textName] of cases) {
+      const ref = REFERENCE_FLOPS.cases[name];
+      const ours = flopsOnly(args);
+      expect(ours, name).toMatchObject({ frames: ref.frames, height: ref.height, width: ref.width, tokens: ref.tokens, text_len: ref.text_len });
+      expect([ours.latent_frames, ours.latent_height, ours.latent_width], name).toEqual(ref.latent_shape.slice(2));
+      // TI2V-5B: one timestep per token, as its pipeline (expand_timesteps) passes them.
+      expect(ours.timestep_values, name).toBe(ref.timestep_shape.length === 2 ? ref.tokens : 1);
+      const f = ours.dit_forward;
+      expect({ linear: f.linear, attention: f.attention, total: f.total }, name).toEqual({ linear: ref.linear, attention: ref.attention, total: ref.total });
+      const m = ref.by_module;
+      expect(f.patch_embedding, name).toBe(m.patch_embedding);
+      expect(f.time_embedding, name).toBe(m.time_embedder + m.time_proj);
+      expect(f.text_embedding, name).toBe(m.text_embedder);
+      expect(f.proj_out, name).toBe(m.proj_out);
+      expect(f.blocks.linear + f.blocks.attention, name).toBe(m.blocks_self_attention + m.blocks_cross_attention + m.blocks_ffn);
+      expect(f.blocks.attention, name).toBe(ref.attention);
+      // The CFG step: two whole forwards (the reference's work; ours too with resident weights).
+      const step = ours.dit_step;
+      expect(step.attention, name).toBe(2 * ref.attention);
+      expect(step.linear, name).toBe(2 * ref.linear);
+      const text = REFERENCE_FLOPS.cases[textName];
+      expect(ours.text_encode, textName).toEqual({ linear: text.linear, attention: text.attention, total: text.total });
+    }
+    // The reference's own check: routing SDPA to its fused op moved the attention FLOPs out of the
+    // math path's bmm's and changed no total.
+    for (const c of Object.values<any>(REFERENCE_FLOPS.cases)) {
+      expect(c.total_math_path).toBe(c.total);
+      expect(c.attention).toBeGreaterThan(0);
+    }
   });
 
   it('names a bad model in its error and exits 1', () => {

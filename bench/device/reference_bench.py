@@ -66,7 +66,10 @@ def bench_dit(args, device, dtype, size):
     reset_peak(device)
     model = build(lambda: WanTransformer3DModel(**cfg), dtype, device)
     latents = torch.randn(latent_shape(args.model, width, height, frames), device=device, dtype=dtype)
-    timestep = torch.tensor([500], device=device)
+    # As the pipelines call it (and wan_bench times it): one timestep, or for TI2V-5B (expand_timesteps)
+    # one per token, which runs the time embedding per token.
+    tokens = dit_tokens(args.model, width, height, frames)
+    timestep = torch.full((1, tokens), 500, device=device) if args.model == "ti2v5b" else torch.tensor([500], device=device)
     cond = torch.randn(1, 512, cfg["text_dim"], device=device, dtype=dtype)
     uncond = torch.randn(1, 512, cfg["text_dim"], device=device, dtype=dtype)
 
@@ -76,8 +79,8 @@ def bench_dit(args, device, dtype, size):
 
     with torch.no_grad():
         timing = time_calls(device, args.warmup, args.iters, step)
-    result = {**timing, **peak(device), "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
-    tokens = dit_tokens(args.model, width, height, frames)
+    result = {**timing, **peak(device), "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+              "timestep_values": timestep.numel()}
     # The layout diffusers passes to SDPA: [B, S, H, D] memory viewed as [B, H, S, D].
     q = torch.empty(1, tokens, cfg["num_attention_heads"], cfg["attention_head_dim"], device=device, dtype=dtype).transpose(1, 2)
     result["sdpa_backend"] = sdpa_backend(q)

@@ -4,10 +4,13 @@
 //             [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]
 //             [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--vae-tiled] [--json]
 //             [--offload model|sequential] [--sdpa-order cudnn,flash,efficient,math]
+//   wan_bench --flops-only [--model ...] [--frames N --height H --width W] [--layers N] [--text-len 512]
+//             (the counted FLOPs per component as one JSON line; no weights, nothing run)
 //   wan_bench --pipeline --index MODEL_DIR [--model ...] [--offload none|model|sequential]
 //             [--pipeline-steps 2] [--tiled-decode]      (see runPipeline)
 //
-// Measures a DiT step with classifier-free guidance (two batch-1 forwards), a text encode, a VAE
+// Measures a DiT step with classifier-free guidance (two batch-1 forwards; for ti2v5b with one timestep
+// per token, as its pipeline calls it under expand_timesteps), a text encode, a VAE
 // decode of the run's latents, the device's matrix and attention rates, and prints a table (or,
 // with --json, one JSON line). With the rates it times self-attention at the DiT's shape with each
 // SDPA backend first in turn (libtorch >= 2.6), to show which one --sdpa-order / WAN_SDPA_ORDER
@@ -17,12 +20,19 @@
 // --sdpa-order the DiT step's output is compared the same way with a step in libtorch's default
 // order ("dit_step_vs_default_order"): a faster order is only worth having if its output agrees.
 //
-// FLOPs are counted, not sampled (one multiply-add = 2 FLOPs; norms, RoPE, softmax, GELU ignored):
-//   DiT forward, T video tokens, L text tokens, d = dim, f = ffn_dim, N layers:
-//     linears    = 2*T*(N*(4d^2 [self q,k,v,o] + 2d^2 [cross q,o] + 2df [FFN]) + patch_in*d + d*patch_out)
+// FLOPs are counted, not sampled (one multiply-add = 2 FLOPs; norms, RoPE, softmax, GELU, modulation
+// and biases ignored), and match PyTorch's FLOP counter on the reference modules exactly
+// (test/fixtures/flops/make.py, reference.json; --flops-only prints these counts without running):
+//   DiT forward, T video tokens, L text tokens, d = dim, f = ffn_dim, N layers, F = freq_dim (256),
+//   V timestep values (1; T for TI2V-5B, whose pipeline passes one timestep per token):
+//     linears    = 2*T*(N*(4d^2 [self q,k,v,o] + 2d^2 [cross q,o] + 2df [FFN]) + patch_in*d [patch embedding]
+//                       + d*patch_out [proj_out])
 //                + 2*L*(N*2d^2 [cross k,v] + text_dim*d + d^2 [text embedder])
-//     attention  = 4*N*T^2*d [self: QK^T and PV] + 4*N*T*L*d [cross]
-//   UMT5 encode, L tokens, d = d_model, i = heads*d_kv, f = d_ff, N layers:
+//                + 2*V*(F*d + d^2 [time embedder] + 6d^2 [time_proj])
+//     attention  = 4*N*T^2*d [self: QK^T and PV] + 4*N*T*L*d [cross]   (the SDPA calls)
+//   DiT step with CFG: two forwards.
+//   UMT5 encode, L tokens, d = d_model, i = heads*d_kv, f = d_ff, N layers (the relative position
+//   bias is a table lookup added to the scores: no FLOPs):
 //     linears    = 2*L*N*(4*d*i + 3*d*f)      attention = 4*N*L^2*i
 // The floor of a call is linears / (measured matmul rate) + attention / (measured attention rate);
 // "of floor" is floor / measured time (1.0 = at the measured peak rates).
@@ -76,6 +86,7 @@ struct BenchModel {
   int64_t vaeSpatial = 8, vaeTemporal = 4;
   int64_t tileSize = 256, tileOverlap = 64;
   int64_t frames = 81, height = 720, width = 1280, steps = 40;
+  bool expandTimesteps = false;  // the pipeline passes one timestep per token (TI2V-5B's expand_timesteps)
 };
 
 BenchModel benchModel(const std::string& name) {
@@ -89,6 +100,7 @@ BenchModel benchModel(const std::string& name) {
     m.vae.baseDim = 160, m.vae.decoderBaseDim = 256, m.vae.zDim = 48, m.vae.isResidual = true;
     m.vae.patchSize = 2, m.vae.scaleFactorSpatial = 16, m.vae.inChannels = m.vae.outChannels = 12;
     m.frames = 121, m.height = 704, m.width = 1280, m.steps = 50;
+    m.expandTimesteps = true;  // Wan-AI/Wan2.2-TI2V-5B-Diffusers model_index.json
     return m;
   }
   if (name == "small") {  // seconds on 2 CPU cores; same structure, tiny widths
@@ -137,14 +149,34 @@ struct Flops {
   double total() const { return linear + attention; }
 };
 
-Flops ditForwardFlops(const TransformerConfig& c, int64_t tokens, int64_t textLen) {
+// One DiT forward (batch 1) by where its work is; see the header comment. Checked against PyTorch's
+// FLOP counter on the reference modules (test/fixtures/flops/reference.json): equal, not close.
+struct DitFlops {
+  Flops blocks;  // N layers: the linears on the video and text tokens, and SDPA
+  double patchEmbedding = 0, timeEmbedding = 0, textEmbedding = 0, projOut = 0;
+  Flops forward() const { return {blocks.linear + patchEmbedding + timeEmbedding + textEmbedding + projOut, blocks.attention}; }
+  // A step with CFG: two whole forwards (cond, uncond), the reference's work. forwardEach runs them
+  // as two separate passes with resident weights (what the timed step uses); only where blocks are
+  // streamed does one interleaved pass share the patch and time embeddings, which is not counted.
+  Flops stepCfg() const {
+    const Flops one = forward();
+    return {2 * one.linear, 2 * one.attention};
+  }
+};
+
+// timestepValues: 1 for one timestep per sample, `tokens` for a per-token timestep [1, tokens]
+// (TI2V-5B's expand_timesteps, as the pipeline calls it): the time embedding then runs per token.
+DitFlops ditForwardFlops(const TransformerConfig& c, int64_t tokens, int64_t textLen, int64_t timestepValues) {
   const double d = static_cast<double>(c.dim()), f = static_cast<double>(c.ffnDim), n = static_cast<double>(c.numLayers);
-  const double t = static_cast<double>(tokens), l = static_cast<double>(textLen);
+  const double t = static_cast<double>(tokens), l = static_cast<double>(textLen), v = static_cast<double>(timestepValues);
   const double patch = static_cast<double>(c.patchSize[0] * c.patchSize[1] * c.patchSize[2]);
-  Flops fl;
-  fl.linear = 2 * t * (n * (4 * d * d + 2 * d * d + 2 * d * f) + c.inChannels * patch * d + d * c.outChannels * patch) +
-              2 * l * (n * 2 * d * d + static_cast<double>(c.textDim) * d + d * d);
-  fl.attention = 4 * n * t * t * d + 4 * n * t * l * d;
+  DitFlops fl;
+  fl.blocks.linear = 2 * t * n * (4 * d * d + 2 * d * d + 2 * d * f) + 2 * l * n * 2 * d * d;
+  fl.blocks.attention = 4 * n * t * t * d + 4 * n * t * l * d;
+  fl.patchEmbedding = 2 * t * static_cast<double>(c.inChannels) * patch * d;
+  fl.timeEmbedding = 2 * v * (static_cast<double>(c.freqDim) * d + d * d + 6 * d * d);
+  fl.textEmbedding = 2 * l * (static_cast<double>(c.textDim) * d + d * d);
+  fl.projOut = 2 * t * d * static_cast<double>(c.outChannels) * patch;
   return fl;
 }
 
@@ -155,6 +187,16 @@ Flops textEncodeFlops(const TextEncoderConfig& c, int64_t len) {
   fl.linear = 2 * l * n * (4 * d * i + 3 * d * f);
   fl.attention = 4 * n * l * l * i;
   return fl;
+}
+
+// The counts are whole numbers, printed as integers: exact in a double per forward (below 2^53); a
+// 720p CFG step's total (~1.3e16) may be off by a unit of its last place (2 FLOPs).
+int64_t whole(double flops) { return static_cast<int64_t>(std::llround(flops)); }
+
+JsonObject flopsJson(const Flops& f) {
+  JsonObject j;
+  j.add("linear", whole(f.linear)).add("attention", whole(f.attention)).add("total", whole(f.total()));
+  return j;
 }
 
 // Random q, k, v [1, heads, tokens, headDim] laid out as the DiT passes them to SDPA: [B, S, H, D]
@@ -369,7 +411,7 @@ struct ComponentResult {
   JsonObject json() const {
     JsonObject j;
     j.add("seconds", timing.mean).add("seconds_min", timing.min).add("iters", timing.iters);
-    j.add("flops", flops.total()).add("flops_linear", flops.linear).add("flops_attention", flops.attention);
+    j.add("flops", whole(flops.total())).add("flops_linear", whole(flops.linear)).add("flops_attention", whole(flops.attention));
     j.add("tflops", flops.total() / timing.min / 1e12);
     j.add("peak_bytes", peak.bytes).add("peak_kind", peak.kind);
     if (peak.allocatedBytes) j.add("peak_allocated_bytes", peak.allocatedBytes);
@@ -400,13 +442,14 @@ struct VaeDecodeResult {
 
 int main(int argc, char** argv) {
   try {
-    Args args(argc, argv, {"json", "help", "pipeline", "tiled-decode", "vae-tiled"});
+    Args args(argc, argv, {"json", "help", "pipeline", "tiled-decode", "vae-tiled", "flops-only"});
     if (args.has("help")) {
       std::puts("usage: wan_bench [--model small|a14b|ti2v5b] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
                 "                 [--frames N --height H --width W] [--steps N] [--layers N] [--text-len 512]\n"
                 "                 [--warmup 1] [--iters 2] [--skip text,dit,vae,rates] [--vae-dtype float32] [--vae-tiled] [--json]\n"
                 "                 [--offload model|sequential]  (also time the DiT step in that placement)\n"
                 "                 [--sdpa-order cudnn,flash,efficient,math]  (the SDPA backends tried first; libtorch >= 2.6)\n"
+                "                 [--flops-only]  (print the counted FLOPs as one JSON line; allocates and runs nothing)\n"
                 "       wan_bench --pipeline --index MODEL_DIR [--model ...] [--offload none|model|sequential]\n"
                 "                 [--pipeline-steps 2] [--tiled-decode]  (a whole generation with random weights: its peak)");
       return 0;
@@ -448,6 +491,24 @@ int main(int argc, char** argv) {
     if (latentH % ph || latentW % pw || latentFrames % pt)
       throw WanError(ErrorCode::BadArgument, "height and width must be multiples of " + std::to_string(m.vaeSpatial * ph));
     const int64_t tokens = (latentFrames / pt) * (latentH / ph) * (latentW / pw);
+
+    if (args.has("flops-only")) {
+      // The counts the timed run would report, by component, for this --model / size / --layers /
+      // --text-len: no weights, no tensors (test/bench.test.ts checks them against reference.json).
+      const int64_t timestepValues = m.expandTimesteps ? tokens : 1;
+      const DitFlops d = ditForwardFlops(m.dit, tokens, textLen, timestepValues);
+      JsonObject forward = flopsJson(d.forward());
+      forward.add("blocks", flopsJson(d.blocks)).add("patch_embedding", whole(d.patchEmbedding)).add("time_embedding", whole(d.timeEmbedding));
+      forward.add("text_embedding", whole(d.textEmbedding)).add("proj_out", whole(d.projOut));
+      JsonObject j;
+      j.add("tool", "wan_bench").add("model", m.name).add("frames", m.frames).add("height", m.height).add("width", m.width);
+      j.add("latent_frames", latentFrames).add("latent_height", latentH).add("latent_width", latentW);
+      j.add("tokens", tokens).add("text_len", textLen).add("layers", m.dit.numLayers).add("dim", m.dit.dim());
+      j.add("timestep_values", timestepValues);
+      j.add("dit_forward", forward).add("dit_step", flopsJson(d.stepCfg())).add("text_encode", flopsJson(textEncodeFlops(m.text, textLen)));
+      std::cout << j.str() << std::endl;
+      return 0;
+    }
     const int64_t elemBytes = static_cast<int64_t>(at::elementSize(dtype));
 
     // --sdpa-order cudnn,flash: the backends at::scaled_dot_product_attention tries first (see
@@ -504,12 +565,12 @@ int main(int argc, char** argv) {
       dit.weightBytes = model.parameterCount() * elemBytes;
       auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
       at::Tensor latents = at::randn({1, m.dit.inChannels, latentFrames, latentH, latentW}, f32);
-      at::Tensor timestep = at::full({1}, 500.0, f32);
+      // As the pipeline calls it: one timestep, or (expand_timesteps) one per token.
+      at::Tensor timestep = m.expandTimesteps ? at::full({1, tokens}, 500.0, f32) : at::full({1}, 500.0, f32);
       at::Tensor cond = at::randn({1, textLen, m.dit.textDim}, f32), uncond = at::randn({1, textLen, m.dit.textDim}, f32);
       at::Tensor lastCond;  // the cond pass of the last timed step (kept: no extra forward for the check below)
       dit.timing = timeCalls(device, warmup, iters, [&] { lastCond = model.forwardEach(latents, timestep, {cond, uncond})[0]; });
-      Flops one = ditForwardFlops(m.dit, tokens, textLen);
-      dit.flops = {2 * one.linear, 2 * one.attention};
+      dit.flops = ditForwardFlops(m.dit, tokens, textLen, m.expandTimesteps ? tokens : 1).stepCfg();
       dit.peak = meter.read();
       haveDit = true;
       if (sdpaOrderApplied && lastCond.defined()) {
