@@ -107,6 +107,28 @@ describe('Video.fromFloat', () => {
   });
 });
 
+describe('Video.fromFrames', () => {
+  // uint8 [B, F, H, W, 3]: two videos of 2 frames of 1x2 pixels, byte i = i.
+  const frames = { dtype: 'uint8' as const, shape: [2, 2, 1, 2, 3], data: Uint8Array.from({ length: 24 }, (_, i) => i) };
+
+  it('takes video `index` of the batch as a view of the same bytes', () => {
+    const second = Video.fromFrames(frames, 24, 1);
+    expect([second.width, second.height, second.numFrames, second.fps]).toEqual([2, 1, 2, 24]);
+    expect(Array.from(second.frames)).toEqual(Array.from({ length: 12 }, (_, i) => 12 + i));
+    expect(second.frames.buffer).toBe(frames.data.buffer);
+    expect(Array.from(Video.fromFrames(frames, 24).frame(1))).toEqual([6, 7, 8, 9, 10, 11]);
+  });
+
+  it('rejects float data, a layout other than [B, F, H, W, 3] and an index outside the batch', () => {
+    const bad = (f: unknown, index?: number) => () => Video.fromFrames(f as never, 24, index);
+    expect(bad({ dtype: 'float32', shape: [2, 2, 1, 2, 3], data: new Float32Array(24) })).toThrow(/must be uint8 \[B, F, H, W, 3\] RGB, got float32/);
+    expect(bad({ ...frames, shape: [2, 2, 2, 3] })).toThrow(/\[B, F, H, W, 3\]/);
+    expect(bad({ ...frames, shape: [2, 2, 1, 3, 2] })).toThrow(/\[B, F, H, W, 3\]/);
+    expect(bad(frames, 2)).toThrow(/index.*\[0, 1\]/);
+    expect(bad(frames, -1)).toThrow(WanError);
+  });
+});
+
 describe('Video.save', () => {
   it('.mp4 is H.264 yuv420p with the right frame count, size and fps, moov first (+faststart)', async () => {
     const file = path.join(dir, 'a.mp4');
