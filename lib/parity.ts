@@ -13,7 +13,7 @@ import { badArgument, WanError } from './errors.js';
 import { describeValue } from './options.js';
 import { native } from './native.js';
 import { runtimeInfo } from './runtime.js';
-import { headRows, maxRelError, nonZeroPastRow, toFloat64 } from './tensor.js';
+import { headRows, maxRelError, nonZeroPastRow, sameShape, toFloat64 } from './tensor.js';
 import { planesToFrames } from './frames.js';
 
 export interface ParityCheck {
@@ -48,8 +48,6 @@ function findManifests(root: string): string[] {
   }
   return out;
 }
-
-const sameShape = (out: TensorData, ref: TensorData) => out.shape.join(',') === ref.shape.join(',');
 
 function exactMismatches(out: TensorData, ref: TensorData): number {
   const a = toFloat64(out);

@@ -22,9 +22,13 @@ export function int64Tensor(shape: number[], data: ArrayLike<number | bigint>): 
   return { dtype: 'int64', shape, data: BigInt64Array.from(Array.from(data), (x) => BigInt(x)) };
 }
 
+export function sameShape(a: TensorData, b: TensorData): boolean {
+  return a.shape.length === b.shape.length && a.shape.every((n, i) => n === b.shape[i]);
+}
+
 /** The fixtures' metric: max|out - ref| / max|ref| over the whole tensor (shapes must match). */
 export function maxRelError(out: TensorData, ref: TensorData): number {
-  if (out.shape.join(',') !== ref.shape.join(',')) {
+  if (!sameShape(out, ref)) {
     throw new Error(`shape mismatch: got [${out.shape}] expected [${ref.shape}]`);
   }
   const a = toFloat64(out);
