@@ -491,11 +491,12 @@ int main(int argc, char** argv) {
     if (latentH % ph || latentW % pw || latentFrames % pt)
       throw WanError(ErrorCode::BadArgument, "height and width must be multiples of " + std::to_string(m.vaeSpatial * ph));
     const int64_t tokens = (latentFrames / pt) * (latentH / ph) * (latentW / pw);
+    // As the pipeline calls the DiT: one timestep, or (expand_timesteps) one per token.
+    const int64_t timestepValues = m.expandTimesteps ? tokens : 1;
 
     if (args.has("flops-only")) {
       // The counts the timed run would report, by component, for this --model / size / --layers /
       // --text-len: no weights, no tensors (test/bench.test.ts checks them against reference.json).
-      const int64_t timestepValues = m.expandTimesteps ? tokens : 1;
       const DitFlops d = ditForwardFlops(m.dit, tokens, textLen, timestepValues);
       JsonObject forward = flopsJson(d.forward());
       forward.add("blocks", flopsJson(d.blocks)).add("patch_embedding", whole(d.patchEmbedding)).add("time_embedding", whole(d.timeEmbedding));
@@ -565,12 +566,11 @@ int main(int argc, char** argv) {
       dit.weightBytes = model.parameterCount() * elemBytes;
       auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
       at::Tensor latents = at::randn({1, m.dit.inChannels, latentFrames, latentH, latentW}, f32);
-      // As the pipeline calls it: one timestep, or (expand_timesteps) one per token.
-      at::Tensor timestep = m.expandTimesteps ? at::full({1, tokens}, 500.0, f32) : at::full({1}, 500.0, f32);
+      at::Tensor timestep = m.expandTimesteps ? at::full({1, timestepValues}, 500.0, f32) : at::full({1}, 500.0, f32);
       at::Tensor cond = at::randn({1, textLen, m.dit.textDim}, f32), uncond = at::randn({1, textLen, m.dit.textDim}, f32);
       at::Tensor lastCond;  // the cond pass of the last timed step (kept: no extra forward for the check below)
       dit.timing = timeCalls(device, warmup, iters, [&] { lastCond = model.forwardEach(latents, timestep, {cond, uncond})[0]; });
-      dit.flops = ditForwardFlops(m.dit, tokens, textLen, m.expandTimesteps ? tokens : 1).stepCfg();
+      dit.flops = ditForwardFlops(m.dit, tokens, textLen, timestepValues).stepCfg();
       dit.peak = meter.read();
       haveDit = true;
       if (sdpaOrderApplied && lastCond.defined()) {
