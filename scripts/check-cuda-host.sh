@@ -45,9 +45,13 @@ napi=(-Inode_modules/node-addon-api -Inode_modules/node-api-headers/include -DNA
 torch_dirs=(-isystem "$torch_inc/torch/csrc/api/include")
 [[ "$torch_inc" == /usr/include ]] || torch_dirs=(-isystem "$torch_inc" "${torch_dirs[@]}")
 
-echo "check-cuda-host: ${#sources[@]} files, libtorch headers $torch_inc, CUDA headers $cuda_inc"
+# The standard these headers need, as CMakeLists.txt picks it: C++20 where ATen.h requires it (2.14+).
+std=c++17
+grep -q '__cplusplus < 202002L' "$torch_inc/ATen/ATen.h" && std=c++20
+
+echo "check-cuda-host: ${#sources[@]} files, libtorch headers $torch_inc ($std), CUDA headers $cuda_inc"
 for src in "${sources[@]}"; do
-  "${CXX:-g++}" -std=c++17 -fsyntax-only -Wall -Werror -Wno-unused-function -D_GLIBCXX_USE_CXX11_ABI=1 -DWAN_WITH_CUDA=1 \
+  "${CXX:-g++}" -std=$std -fsyntax-only -Wall -Werror -Wno-unused-function -D_GLIBCXX_USE_CXX11_ABI=1 -DWAN_WITH_CUDA=1 \
     -Inative -isystem "$gen_inc" "${torch_dirs[@]}" -isystem "$cuda_inc" "${napi[@]}" "$src"
   echo "check-cuda-host: ok $src"
 done
