@@ -32,6 +32,8 @@ export interface NativeRuntimeInfo {
   libtorchVersion: string;
   flavour: 'cpu' | 'cuda';
   cudaAvailable: boolean;
+  /** Why CUDA cannot be used, when it cannot: a CPU build says so; a CUDA build that sees no GPU gives the CUDA runtime's reason. */
+  cudaUnavailableReason?: string;
   /** The CUDA build's fused kernels run where they apply (false in a CPU build, and with WAN_FUSED_KERNELS=0). */
   fusedKernels: boolean;
   cudaDeviceCount: number;

@@ -235,7 +235,7 @@ export async function runParity(dir: string, log: (line: string) => void = () =>
     const name = opts.device === 'cuda' ? 'cuda:0' : opts.device;
     const info = runtimeInfo();
     if (!info.devices.some((d) => d.name === name)) {
-      const why = info.flavour === 'cuda' ? `${info.devices.length - 1} CUDA device(s) are visible` : `this build has no CUDA (libtorch ${info.libtorchVersion}, CPU)`;
+      const why = info.cudaAvailable ? `${info.devices.length - 1} CUDA device(s) are visible` : `${info.cudaUnavailableReason} (libtorch ${info.libtorchVersion})`;
       throw new WanError('ERR_WAN_NO_CUDA', `parity on ${opts.device}: ${why}`);
     }
     native().setAllowTF32(false);

@@ -6,6 +6,9 @@ export interface RuntimeInfo {
   /** 'cuda' when built against a CUDA libtorch. */
   flavour: 'cpu' | 'cuda';
   cudaAvailable: boolean;
+  /** Why CUDA cannot be used, when `cudaAvailable` is false: a CPU build says so; a CUDA build that sees no GPU gives
+   *  the CUDA runtime's reason (no device, a driver missing or too old) and what to check. */
+  cudaUnavailableReason?: string;
   /** The CUDA build's fused kernels (LayerNorm + modulation) run where they apply; false in a CPU build and
    *  with WAN_FUSED_KERNELS=0, which runs the reference formulas instead. */
   fusedKernels: boolean;
@@ -24,6 +27,7 @@ export function runtimeInfo(): RuntimeInfo {
     libtorchVersion: info.libtorchVersion,
     flavour: info.flavour,
     cudaAvailable: info.cudaAvailable,
+    ...(info.cudaUnavailableReason !== undefined ? { cudaUnavailableReason: info.cudaUnavailableReason } : {}),
     fusedKernels: info.fusedKernels,
     threads: info.threads,
     devices: info.devices,

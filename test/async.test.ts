@@ -153,6 +153,11 @@ describe('device and dtype options', () => {
         expect(err.message).toContain(device);
         expect(err.message).toMatch(/built against a CPU libtorch/);
         expect(err.message).toMatch(/device 'cpu'/);
+      } else if (info.cudaDeviceCount === 0) {
+        // A CUDA build on a machine whose driver or GPU is missing: not "a CPU libtorch".
+        expect(err?.code).toBe('ERR_WAN_NO_CUDA');
+        expect(err.message).toContain(`asks for ${device} but this CUDA build of wan-video sees no CUDA device`);
+        expect(err.message).toMatch(/check the NVIDIA driver \(nvidia-smi\) and CUDA_VISIBLE_DEVICES, or use device 'cpu'$/);
       } else if (Number(device.split(':')[1] ?? 0) >= info.cudaDeviceCount) {
         expect(err?.code).toBe('ERR_WAN_NO_CUDA');
         expect(err.message).toMatch(/CUDA device\(s\) are visible/);

@@ -23,7 +23,9 @@ describe('wan-video info', () => {
     expect(r.code).toBe(0);
     const rt = native().runtimeInfo();
     expect(r.stdout).toContain(`libtorch   ${rt.libtorchVersion} (${rt.flavour} build)`);
-    expect(r.stdout).toMatch(/^CUDA {7}(available|not available)$/m);
+    const cudaLine = rt.cudaDeviceCount > 0 ? `CUDA       available, fused kernels ${rt.fusedKernels ? 'on' : 'off (WAN_FUSED_KERNELS=0)'}` : `CUDA       not available: ${rt.cudaUnavailableReason}`;
+    expect(r.stdout.split('\n')).toContain(cudaLine);
+    expect(rt.cudaDeviceCount > 0 || rt.cudaUnavailableReason!.length > 0).toBe(true);
     expect(r.stdout).toMatch(/^device {5}cpu( \(.*\))?$/m);
     // A GPU's line, as the addon describes one (this machine may have none).
     expect(deviceLine({ type: 'cuda', name: 'cuda:0', index: 0, model: 'NVIDIA H100 80GB HBM3', totalMemory: 80 * 1024 ** 3, computeCapability: '9.0' })).toBe(

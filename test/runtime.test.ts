@@ -36,6 +36,16 @@ describe('runtimeInfo', () => {
       expect(gpus).toEqual([]);
       expect(info.cudaAvailable).toBe(false);
     }
+    // Why not, exactly when not: a CPU build names its libtorch; a CUDA build without a GPU passes on
+    // the CUDA runtime's reason and what to check.
+    if (info.cudaAvailable) {
+      expect(info.cudaUnavailableReason).toBeUndefined();
+    } else if (info.flavour === 'cpu') {
+      expect(info.cudaUnavailableReason).toMatch(/^this wan-video build has no CUDA \(it was built against a CPU libtorch\)/);
+    } else {
+      expect(info.cudaUnavailableReason).toMatch(/^this CUDA build of wan-video sees no CUDA device \(the CUDA runtime says: .+\); check the NVIDIA driver/);
+    }
+    expect(info.cudaUnavailableReason).toBe(raw.cudaUnavailableReason);
     gpus.forEach((d, i) => {
       expect(d).toMatchObject({ type: 'cuda', name: `cuda:${i}`, index: i });
       expect(d.totalMemory).toBeGreaterThan(0);

@@ -36,8 +36,9 @@ export function deviceLine(d: RuntimeInfo['devices'][number]): string {
 function printRuntime(info: RuntimeInfo, ffmpeg: string): void {
   const lines = [
     `libtorch   ${info.libtorchVersion} (${info.flavour} build), ${info.threads} CPU threads`,
-    `CUDA       ${info.cudaAvailable ? 'available' : 'not available'}` +
-      (info.flavour === 'cuda' ? `, fused kernels ${info.fusedKernels ? 'on' : 'off (WAN_FUSED_KERNELS=0)'}` : ''),
+    info.cudaAvailable
+      ? `CUDA       available, fused kernels ${info.fusedKernels ? 'on' : 'off (WAN_FUSED_KERNELS=0)'}`
+      : `CUDA       not available: ${info.cudaUnavailableReason}`,
     ...info.devices.map(deviceLine),
     `host RAM   ${formatBytes(os.totalmem())} total, ${formatBytes(os.freemem())} free`,
     `addon      ${info.addonPath}`,

@@ -43,6 +43,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   // libtorch's device queries, in Sync: a broken driver must give a coded error, not an abort.
   const int deviceCount = Sync(env, [] { return cudaDeviceCount(); });
   o.Set("cudaAvailable", Napi::Boolean::New(env, deviceCount > 0));
+  if (deviceCount == 0) o.Set("cudaUnavailableReason", Sync(env, [] { return cudaUnavailableReason(); }));
   o.Set("fusedKernels", Napi::Boolean::New(env, fusedKernelsEnabled()));
   o.Set("cudaDeviceCount", Napi::Number::New(env, deviceCount));
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));

@@ -9,6 +9,7 @@
 #ifdef WAN_WITH_CUDA
 #include <ATen/cuda/CachingHostAllocator.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #include <torch/version.h>
 #endif
 
@@ -19,6 +20,22 @@ namespace wan {
 int cudaDeviceCount() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
 
 bool cudaAvailable() { return cudaDeviceCount() > 0; }
+
+std::string cudaUnavailableReason() {
+#ifndef WAN_WITH_CUDA
+  return "this wan-video build has no CUDA (it was built against a CPU libtorch); rebuild against a CUDA "
+         "libtorch (see README)";
+#else
+  if (cudaDeviceCount() > 0) return "";
+  // libtorch counts 0 devices whatever went wrong; the runtime's own call says what did.
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  (void)cudaGetLastError();
+  const std::string said = status == cudaSuccess ? "it counts 0 devices" : cudaGetErrorString(status);
+  return "this CUDA build of wan-video sees no CUDA device (the CUDA runtime says: " + said +
+         "); check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES";
+#endif
+}
 
 void releaseCachedDeviceMemory(at::Device device) {
 #ifdef WAN_WITH_CUDA
@@ -54,11 +71,10 @@ at::Device parseDevice(const std::string& name, const std::string& option) {
   } else {
     throwBadArgument("option '" + option + "' is '" + name + "'; allowed: 'cpu', 'cuda', 'cuda:N'");
   }
-  if (!at::hasCUDA())
-    throw WanError(ErrorCode::NoCuda, "option '" + option + "' asks for " + name +
-                                          " but this wan-video build has no CUDA (it was built against a CPU libtorch); "
-                                          "rebuild against a CUDA libtorch (see README) or use device 'cpu'");
-  int n = cudaDeviceCount();
+  const int n = cudaDeviceCount();
+  if (n == 0)
+    throw WanError(ErrorCode::NoCuda,
+                   "option '" + option + "' asks for " + name + " but " + cudaUnavailableReason() + ", or use device 'cpu'");
   if (index >= n)
     throw WanError(ErrorCode::NoCuda, "option '" + option + "' asks for " + name + " but " + std::to_string(n) +
                                           " CUDA device(s) are visible; use device 'cpu' or a valid index");

@@ -15,6 +15,10 @@ std::string dtypeToName(at::ScalarType t);
 
 bool cudaAvailable();
 int cudaDeviceCount();
+// Why CUDA cannot be used, in words for a message ("" when a device is visible): a CPU build says
+// so; a CUDA build that sees no GPU gives the CUDA runtime's own reason (no device, a driver too
+// old or missing) and what to check.
+std::string cudaUnavailableReason();
 
 // Hands the CUDA caching allocator's unused blocks back to the driver (no-op on the CPU). The
 // offload modes upload weights on a side stream, and cached blocks of one stream are not reused by
