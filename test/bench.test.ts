@@ -327,10 +327,21 @@ describe('wan_run (the component runner of bench/device/parity.py)', () => {
     });
   }
 
-  it('refuses kernel-check in a CPU build and a missing input file with a message', () => {
+  it('refuses kernel-check in a CPU build (or off the GPU) and a missing input file with a message', () => {
+    const info = native().runtimeInfo();  // the tools are built with the addon, against the same libtorch
     const k = spawnSync(path.join(binDir, 'wan_run'), ['kernel-check'], { encoding: 'utf8' });
-    expect(k.status).toBe(2);
-    expect(k.stderr).toMatch(/needs a CUDA build/);
+    if (info.flavour === 'cpu') {
+      expect(k.status).toBe(2);
+      expect(k.stderr).toMatch(/needs a CUDA build/);
+    } else {
+      expect(k.status).toBe(1);
+      expect(k.stderr).toMatch(/kernel-check needs --device cuda/);
+      if (!info.cudaAvailable) {
+        const g = spawnSync(path.join(binDir, 'wan_run'), ['kernel-check', '--device', 'cuda'], { encoding: 'utf8' });
+        expect(g.status).toBe(1);
+        expect(g.stderr).toContain(`asks for cuda but ${info.cudaUnavailableReason}`);
+      }
+    }
     const m = spawnSync(path.join(binDir, 'wan_run'), ['dit', '--model', path.join(FIXTURES, 't2v-a14b-tiny', 'transformer'), '--out', path.join(tmp, 'x.safetensors')], { encoding: 'utf8' });
     expect(m.status).toBe(1);
     expect(m.stderr).toMatch(/--inputs is required/);
@@ -366,7 +377,7 @@ describe('bench/device/fixture_parity.mjs (the golden fixtures through the addon
       expect(q.status).toBe(1);
       const line = JSON.parse(readFileSync(bad, 'utf8').trim());
       expect(line).toMatchObject({ device: 'cuda', passed: 0, failed: 1 });
-      expect(line.failures[0]).toMatch(/^ERR_WAN_NO_CUDA: parity on cuda: this build has no CUDA/);
+      expect(line.failures[0]).toBe(`ERR_WAN_NO_CUDA: parity on cuda: ${native().runtimeInfo().cudaUnavailableReason} (libtorch ${native().runtimeInfo().libtorchVersion})`);
     }
   });
 });

@@ -2,7 +2,7 @@
 // built against a pip torch carries the builder's site-packages/torch/lib). The ELF reader is
 // checked on shared objects compiled here with known run paths, and on this build's addons.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -39,10 +39,18 @@ describe.runIf(process.platform === 'linux')('prebuild run path check', () => {
     expect(() => readRunPaths(path.join(work, 'f.c'))).toThrow(/not an ELF file/);
   });
 
-  it("this build's addons (against the system libtorch) have no foreign run path", () => {
+  it("this build's addon: no foreign run path against the system libtorch, its libtorch's lib/ against another", () => {
     const addon = path.join(root, 'build', 'Release', 'wan_video.node');
     expect(existsSync(addon)).toBe(true);
-    expect(foreignRunPaths(addon)).toEqual([]);
+    // The libtorch this build configured against (CMake's cache): a pip torch or an unpacked
+    // libtorch keeps its cmake files in <prefix>/share/cmake/Torch and its libraries in <prefix>/lib.
+    const torchDir = readFileSync(path.join(root, 'build', 'CMakeCache.txt'), 'utf8').match(/^Torch_DIR:PATH=(.*)$/m)?.[1];
+    expect(torchDir).toBeTruthy();
+    if (torchDir!.startsWith('/usr/')) {
+      expect(foreignRunPaths(addon)).toEqual([]);
+    } else {
+      expect(foreignRunPaths(addon)).toContain(path.resolve(torchDir!, '..', '..', '..', 'lib'));
+    }
   });
 
   it('prebuild refuses an addon with a run path into a venv, naming it, and writes nothing', () => {
