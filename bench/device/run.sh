@@ -280,7 +280,10 @@ phase_addon() {
     | tee "$RESULTS/addon.json"
   # Not the end of the call: the phases after it that need no addon still run.
   if [[ ${PIPESTATUS[0]} -ne 0 ]]; then log "addon: FAILED to load"; return 1; fi
-  if [[ "$DEVICE" != cpu ]] && ! grep -q '"cudaAvailable":true' "$RESULTS/addon.json"; then log "addon: FAILED: it does not see CUDA"; return 1; fi
+  if [[ "$DEVICE" != cpu ]] && ! grep -q '"cudaAvailable":true' "$RESULTS/addon.json"; then
+    log "addon: FAILED: it does not see CUDA: $(grep -o '"cudaUnavailableReason":"[^"]*"' "$RESULTS/addon.json" | cut -d'"' -f4)"
+    return 1
+  fi
 }
 
 # The golden fixtures through the addon on the device (lib/parity.ts, as `wan-video parity --device`):
