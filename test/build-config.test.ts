@@ -130,6 +130,12 @@ describe('native build configure', () => {
       expect(readlinkSync(path.join(work, 'toolkit', 'cuda-libs', `lib${lib}.so.13`))).toBe(so);
     }
     expect(r.output).not.toContain('CUDA::cupti from');  // the toolkit has it
+    // The same torch named the way bench/device/run.sh and many users do: CMAKE_PREFIX_PATH in the
+    // environment, at torch.utils.cmake_prefix_path (<torch>/share/cmake).
+    const viaEnv = configure('toolkit-env', ['-DWAN_BUILD_ADDON=OFF'], { CMAKE_PREFIX_PATH: path.join(torch, 'share', 'cmake'), CUDACXX: path.join(work, 'bin', 'nvcc') });
+    expect(viaEnv.status, viaEnv.output).toBe(0);
+    expect(viaEnv.output).toContain(`wan-video: libtorch from ${path.join(torch, 'share', 'cmake', 'Torch')}`);
+    expect(viaEnv.output).toContain(`wan-video: CUDA::nvrtc from ${path.join(site, 'nvidia', 'cu13', 'lib', 'libnvrtc.so.13')} (not in the toolkit)`);
   });
 
   it('finds libsentencepiece without pkg-config, where the system keeps it', (ctx) => {
