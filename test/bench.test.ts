@@ -371,13 +371,14 @@ describe('bench/device/fixture_parity.mjs (the golden fixtures through the addon
       expect(l.worst.ratio).toBeGreaterThan(0);
       expect(l.worst.ratio).toBeLessThanOrEqual(1);
     }
-    if (!native().runtimeInfo().cudaAvailable) {
+    const info = native().runtimeInfo();
+    if (!info.cudaAvailable) {
       const bad = path.join(tmp, 'fixtures-bad.jsonl');
       const q = run(dist, 'cuda', 'none', bad);
       expect(q.status).toBe(1);
       const line = JSON.parse(readFileSync(bad, 'utf8').trim());
       expect(line).toMatchObject({ device: 'cuda', passed: 0, failed: 1 });
-      expect(line.failures[0]).toBe(`ERR_WAN_NO_CUDA: parity on cuda: ${native().runtimeInfo().cudaUnavailableReason} (libtorch ${native().runtimeInfo().libtorchVersion})`);
+      expect(line.failures[0]).toBe(`ERR_WAN_NO_CUDA: parity on cuda: ${info.cudaUnavailableReason} (libtorch ${info.libtorchVersion})`);
     }
   });
 });
