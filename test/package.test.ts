@@ -40,8 +40,14 @@ describe('npm package', () => {
       mkdirSync(path.dirname(path.join(stage, f)), { recursive: true });
       copyFileSync(path.join(root, f), path.join(stage, f));
     }
+    // What an earlier build emitted from a lib/ file deleted since must not ship: build-ts clears it.
+    const stale = path.join(stage, 'dist', 'lib', 'removed-since.js');
+    mkdirSync(path.dirname(stale), { recursive: true });
+    writeFileSync(stale, 'export {};\n');
     const compiled = run(process.execPath, [path.join(root, 'scripts', 'build-ts.mjs'), path.join(stage, 'dist')], root);
     expect(compiled.status, compiled.output).toBe(0);
+    expect(existsSync(stale), 'a stale output of an earlier build').toBe(false);
+    expect(existsSync(path.join(stage, 'dist', 'lib', 'index.js'))).toBe(true);
     const tuple = `${process.platform}-${process.arch}`;
     mkdirSync(path.join(stage, 'prebuilds', tuple), { recursive: true });
     copyFileSync(nativePath(), path.join(stage, 'prebuilds', tuple, 'node.napi.node'));
