@@ -34,6 +34,12 @@ function describeLoadFailure(tried: string[], err: unknown): WanError {
   const message = err instanceof Error ? err.message : String(err);
   // The library the loader could not find, as its message names it (e.g. libtorch_cpu.so.1.13).
   const missing = /(lib(?:torch|c10)[\w-]*\.so[\w.]*)/.exec(message)?.[1];
+  // node-gyp-build found no addon at all: nothing was built here, most often because npm did not run
+  // the install script that builds it.
+  const noneBuilt = /No native build was found/.test(message);
+  const build =
+    'Build it from source with `npm rebuild wan-video` (in a clone: `npm run build:native`); ' +
+    'this needs cmake, a C++17 compiler (C++20 for libtorch 2.14 and later) and libtorch (`apt-get install libtorch-dev`, or a pip torch 2.x).';
   const lines = [
     `wan-video: cannot load the native addon (${message.split('\n')[0]}).`,
     `Tried: ${tried.join(', ')}.`,
@@ -41,8 +47,11 @@ function describeLoadFailure(tried: string[], err: unknown): WanError {
       ? `The addon was found but not the libtorch it was built against: ${missing} is missing. Install that libtorch ` +
         `(${/\.so\.1\.13/.test(missing) ? 'Debian/Ubuntu: `apt-get install libtorch-dev`, libtorch 1.13' : 'the pip torch or unpacked libtorch it was built with'}), ` +
         'or build against the one you have: `npm rebuild wan-video` (LIBTORCH=/path/to/libtorch to choose it).'
-      : 'Build it from source with `npm rebuild wan-video` (in a clone: `npm run build:native`); ' +
-        'this needs cmake, a C++17 compiler and libtorch (`apt-get install libtorch-dev`, or a pip torch 2.x).',
+      : noneBuilt
+        ? 'No addon was built in this installation: the install script that builds it did not run (npm install --ignore-scripts, ' +
+          'WAN_VIDEO_SKIP_INSTALL=1, or an `allowScripts` entry in your package.json that denies wan-video: make it true), ' +
+          `or it failed and its output said why. ${build}`
+        : build,
   ];
   return new WanError('ERR_WAN_NO_LIBTORCH', lines.join('\n'), { cause: err });
 }

@@ -61,7 +61,8 @@ if (['1', 'true'].includes(process.env.WAN_VIDEO_SKIP_INSTALL ?? '')) {
   if (!ready) {
     console.error(`
 wan-video: the native addon could not be built (the reason is above).
-It needs cmake (>= 3.18) with make or ninja, pkg-config, a C++17 compiler and libtorch:
+It needs cmake (>= 3.18) with make or ninja, pkg-config, a C++17 compiler (C++20 for libtorch >= 2.14)
+and libtorch:
   - Debian/Ubuntu, CPU:  apt-get install cmake ninja-build pkgconf g++ libtorch-dev libsentencepiece-dev
   - CUDA: a pip torch 2.x with CUDA (pip install torch) is found through python3; it also needs the
     CUDA toolkit (nvcc). Or an unpacked libtorch from https://pytorch.org: LIBTORCH=/path/to/libtorch

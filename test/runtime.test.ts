@@ -1,6 +1,6 @@
 // runtimeInfo(): what this installation runs on.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -112,6 +112,30 @@ describe('an addon whose libtorch is missing', () => {
       expect(err.message).toMatch(new RegExp(`not the libtorch it was built against: ${renamed.replace(/\./g, '\\.')}[\\w.]* is missing`));
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is ERR_WAN_NO_LIBTORCH saying that no addon was built, and why that happens, in an installation without one', () => {
+    buildCli();
+    // An installed package whose install script never ran: the compiled lib and its dependencies,
+    // no build/ and no prebuilds/.
+    const pkg = mkdtempSync(path.join(tmpdir(), 'wan-nobuild-'));
+    try {
+      writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'wan-video', type: 'module' }));
+      cpSync(path.join(ROOT, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
+      symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'));
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WAN_VIDEO_')));
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e',
+        `import('${pathToFileURL(path.join(pkg, 'dist', 'lib', 'index.js')).href}').then((m) => m.runtimeInfo()).catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); })`],
+        { env, encoding: 'utf8' });
+      const err = JSON.parse(r.stdout.trim());
+      expect(err.code).toBe('ERR_WAN_NO_LIBTORCH');
+      expect(err.message).toContain(`Tried: node-gyp-build(${pkg})`);
+      expect(err.message).toContain('No addon was built in this installation');
+      expect(err.message).toContain('`allowScripts` entry in your package.json that denies wan-video');
+      expect(err.message).toContain('npm rebuild wan-video');
+    } finally {
+      rmSync(pkg, { recursive: true, force: true });
     }
   });
 });
