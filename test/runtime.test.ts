@@ -87,6 +87,16 @@ describe('setAllowTF32 (the parity runs turn TF32 off)', () => {
   });
 });
 
+// What runtimeInfo() of the compiled lib in `pkgRoot`/dist throws, in a child process (the addon is
+// looked up once per process): its code and message.
+function runtimeInfoErrorIn(pkgRoot: string, env: NodeJS.ProcessEnv): { code: string; message: string } {
+  const index = pathToFileURL(path.join(pkgRoot, 'dist', 'lib', 'index.js')).href;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e',
+    `import('${index}').then((m) => m.runtimeInfo()).catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); })`],
+    { env, encoding: 'utf8' });
+  return JSON.parse(r.stdout.trim());
+}
+
 describe('an addon whose libtorch is missing', () => {
   it('is ERR_WAN_NO_LIBTORCH naming the file tried and the library that is missing', () => {
     // The child imports dist/lib: compile it from lib/ first, not whatever an earlier build left there.
@@ -103,10 +113,7 @@ describe('an addon whose libtorch is missing', () => {
       const bytes = Buffer.from(addon);
       for (let at = bytes.indexOf(soname); at >= 0; at = bytes.indexOf(soname, at + 1)) bytes.write(renamed, at, 'latin1');
       writeFileSync(copy, bytes);
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e',
-        `import('${pathToFileURL(path.join(ROOT, 'dist', 'lib', 'index.js')).href}').then((m) => m.runtimeInfo()).catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); })`],
-        { env: { ...process.env, WAN_VIDEO_ADDON: copy }, encoding: 'utf8' });
-      const err = JSON.parse(r.stdout.trim());
+      const err = runtimeInfoErrorIn(ROOT, { ...process.env, WAN_VIDEO_ADDON: copy });
       expect(err.code).toBe('ERR_WAN_NO_LIBTORCH');
       expect(err.message).toContain(`Tried: WAN_VIDEO_ADDON=${copy}`);
       expect(err.message).toMatch(new RegExp(`not the libtorch it was built against: ${renamed.replace(/\./g, '\\.')}[\\w.]* is missing`));
@@ -125,10 +132,7 @@ describe('an addon whose libtorch is missing', () => {
       cpSync(path.join(ROOT, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
       symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'));
       const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WAN_VIDEO_')));
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e',
-        `import('${pathToFileURL(path.join(pkg, 'dist', 'lib', 'index.js')).href}').then((m) => m.runtimeInfo()).catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); })`],
-        { env, encoding: 'utf8' });
-      const err = JSON.parse(r.stdout.trim());
+      const err = runtimeInfoErrorIn(pkg, env);
       expect(err.code).toBe('ERR_WAN_NO_LIBTORCH');
       expect(err.message).toContain(`Tried: node-gyp-build(${pkg})`);
       expect(err.message).toContain('No addon was built in this installation');
